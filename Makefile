@@ -1,0 +1,40 @@
+# vaejax: `make test` and `make mnist` each install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WORKDIR ?= runs/mnist
+CONFIG  ?= experiments/configs/mnist.py
+
+.PHONY: install test mnist prepare lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n auto
+
+# Prepare the dataset if needed (installs the `prepare` extra, i.e. TensorFlow, only then), then train.
+prepare: $(STAMP)
+	@$(PY) -m experiments.prepare --config=$(CONFIG) || { \
+	  echo "Installing the 'prepare' extra (tensorflow-cpu) to download and convert the dataset..."; \
+	  $(PY) -m pip install -q -e '.[prepare]' && $(PY) -m experiments.prepare --config=$(CONFIG) --download; }
+
+mnist: prepare
+	$(PY) -m experiments.mnist --config=$(CONFIG) --workdir=$(WORKDIR)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,261 @@
+"""Flax (Linen) encoders and decoders, used through pure `apply`.
+
+Encoders end in one plain `nn.Dense` head per posterior param (no activation, no normalization:
+the posterior interprets the raw values). Decoders end in one plain head per likelihood param,
+reshaped to the data's shape (no output activation: the likelihood is the activation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax.likelihoods import Likelihood
+from vaejax.posteriors import DiagonalGaussian
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": nn.tanh,
+    "relu": nn.relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+    "softplus": nn.softplus,
+    "leaky_relu": nn.leaky_relu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; valid names: {sorted(_ACTIVATIONS)}.")
+    return _ACTIVATIONS[name]
+
+
+class MLPEncoder(nn.Module):
+    """x `[B, ...]` -> posterior params, each `[B, latent_dim]`."""
+
+    hidden_sizes: Sequence[int]
+    latent_dim: int
+    posterior: DiagonalGaussian = DiagonalGaussian()
+    activation: str = "tanh"
+    input_scale: float = 1.0  # e.g. 1/255 when the data are integer levels
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        act = activation(self.activation)
+        h = x.reshape(x.shape[0], -1).astype(jnp.float32) * self.input_scale
+        for i, size in enumerate(self.hidden_sizes):
+            h = act(nn.Dense(size, name=f"hidden_{i}")(h))
+        return {n: nn.Dense(self.latent_dim, name=n)(h) for n in self.posterior.param_names}
+
+
+class MLPDecoder(nn.Module):
+    """z `[B, D]` -> likelihood params for data of shape `[B, *data_shape]`."""
+
+    hidden_sizes: Sequence[int]
+    data_shape: tuple[int, ...]
+    likelihood: Likelihood
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
+        act = activation(self.activation)
+        h = z
+        for i, size in enumerate(self.hidden_sizes):
+            h = act(nn.Dense(size, name=f"hidden_{i}")(h))
+        out = {}
+        for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
+            flat = nn.Dense(math.prod(shape), name=name)(h)
+            out[name] = flat.reshape(*h.shape[:-1], *shape)
+        return out
+
+
+def _check_image_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
+    if len(data_shape) != 3 or data_shape[0] % 4 or data_shape[1] % 4:
+        raise ValueError(
+            f"Conv networks need images of shape (H, W, C) with H and W divisible by 4 "
+            f"(e.g. 28x28 or 32x32); got data_shape {tuple(data_shape)}. Use the MLP networks."
+        )
+    return tuple(data_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Images `[B, H, W, C]` (H, W divisible by 4) -> posterior params `[B, latent_dim]`."""
+
+    latent_dim: int
+    channels: Sequence[int] = (32, 64)
+    hidden_size: int = 256
+    posterior: DiagonalGaussian = DiagonalGaussian()
+    activation: str = "relu"
+    input_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        act = activation(self.activation)
+        _check_image_shape(x.shape[1:])
+        h = x.astype(jnp.float32) * self.input_scale
+        for i, c in enumerate(self.channels):
+            h = act(nn.Conv(c, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
+        h = act(nn.Dense(self.hidden_size, name="hidden")(h.reshape(h.shape[0], -1)))
+        return {n: nn.Dense(self.latent_dim, name=n)(h) for n in self.posterior.param_names}
+
+
+class ConvDecoder(nn.Module):
+    """z `[B, D]` -> likelihood params for images `[B, H, W, C]` (H, W divisible by 4)."""
+
+    data_shape: tuple[int, ...]
+    likelihood: Likelihood
+    channels: Sequence[int] = (64, 32)
+    hidden_size: int = 256
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
+        act = activation(self.activation)
+        height, width, _ = _check_image_shape(self.data_shape)
+        base = (height // 4, width // 4, self.channels[0])
+        h = act(nn.Dense(self.hidden_size, name="hidden")(z))
+        h = act(nn.Dense(math.prod(base), name="project")(h)).reshape(z.shape[0], *base)
+        h = act(nn.ConvTranspose(self.channels[0], (3, 3), strides=(2, 2), name="deconv_0")(h))
+        h = act(nn.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
+        out = {}
+        for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
+            # A plain 1x1 conv head per param: the per-pixel equivalent of a Dense head.
+            extra = math.prod(shape[2:])
+            out[name] = nn.Conv(extra, (1, 1), name=name)(h).reshape(z.shape[0], *shape)
+        return out
+
+
+class VAEOutput(NamedTuple):
+    posterior_params: dict[str, jax.Array]  # each [B, D]
+    z: jax.Array  # [B, D], one reparameterized sample
+    likelihood_params: dict[str, jax.Array]  # each [B, *data_shape(, K)]
+
+
+class VAE(nn.Module):
+    """An encoder and a decoder; `encode`/`decode` are the functions the objectives take."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    @property
+    def posterior(self) -> DiagonalGaussian:
+        return self.encoder.posterior
+
+    @property
+    def likelihood(self) -> Likelihood:
+        return self.decoder.likelihood
+
+    def encode(self, x: jax.Array) -> dict[str, jax.Array]:
+        return self.encoder(x)
+
+    def decode(self, z: jax.Array) -> dict[str, jax.Array]:
+        return self.decoder(z)
+
+    def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
+        q = self.encode(x)
+        z = self.posterior.sample(key, q)
+        return VAEOutput(q, z, self.decode(z))
+
+
+def bind(model: VAE, params: Any) -> tuple[Callable, Callable]:
+    """The pure `(encode, decode)` functions of `model` at `params`, for the objectives."""
+    variables = {"params": params}
+    encode = lambda x: model.apply(variables, x, method=VAE.encode)
+    decode = lambda z: model.apply(variables, z, method=VAE.decode)
+    return encode, decode
+
+
+def init(model: VAE, key: jax.Array, x: jax.Array) -> Any:
+    """Initial params from a batch `x` (only its shape and dtype matter)."""
+    return model.init(key, x, jax.random.key(0))["params"]
+
+
+def set_output_bias(params: Any, bias: Mapping[str, np.ndarray]) -> Any:
+    """Returns params with the decoder's output-head biases set, e.g. from `likelihood.output_bias`.
+
+    Starting the Bernoulli logits at the logit of the mean pixel skips the first steps of learning
+    the marginal. A conv head's bias is per channel, so there the bias is averaged over space.
+    """
+    decoder = dict(params["decoder"])
+    for name, b in bias.items():
+        size = decoder[name]["bias"].shape[0]
+        b = np.asarray(b, np.float32).reshape(-1, size).mean(0)
+        decoder[name] = {**decoder[name], "bias": jnp.asarray(b)}
+    return {**params, "decoder": decoder}
+
+
+def mlp_vae(
+    *,
+    data_shape: Sequence[int],
+    likelihood: Likelihood,
+    latent_dim: int,
+    hidden_sizes: Sequence[int],
+    activation: str = "tanh",
+    posterior: DiagonalGaussian = DiagonalGaussian(),
+    input_scale: float = 1.0,
+) -> VAE:
+    """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's."""
+    hidden = tuple(hidden_sizes)
+    return VAE(
+        MLPEncoder(hidden, latent_dim, posterior, activation, input_scale),
+        MLPDecoder(hidden[::-1], tuple(data_shape), likelihood, activation),
+    )
+
+
+def conv_vae(
+    *,
+    data_shape: Sequence[int],
+    likelihood: Likelihood,
+    latent_dim: int,
+    posterior: DiagonalGaussian = DiagonalGaussian(),
+    input_scale: float = 1.0,
+) -> VAE:
+    """A small conv VAE for 28x28 or 32x32 images (two stride-2 convs each way)."""
+    return VAE(
+        ConvEncoder(latent_dim, posterior=posterior, input_scale=input_scale),
+        ConvDecoder(tuple(data_shape), likelihood),
+    )
+
+
+def kingma2013(
+    *, data_shape, likelihood, latent_dim=20, posterior=DiagonalGaussian(), input_scale=1.0
+) -> VAE:
+    """Kingma & Welling 2013, App. C: one tanh hidden layer of 500 units (MNIST) each way."""
+    return mlp_vae(
+        data_shape=data_shape,
+        likelihood=likelihood,
+        latent_dim=latent_dim,
+        hidden_sizes=(500,),
+        activation="tanh",
+        posterior=posterior,
+        input_scale=input_scale,
+    )
+
+
+def burda2015(
+    *, data_shape, likelihood, latent_dim=50, posterior=DiagonalGaussian(), input_scale=1.0
+) -> VAE:
+    """Burda et al. 2015, one stochastic layer: 784-200-200-50 tanh, mirrored decoder."""
+    return mlp_vae(
+        data_shape=data_shape,
+        likelihood=likelihood,
+        latent_dim=latent_dim,
+        hidden_sizes=(200, 200),
+        activation="tanh",
+        posterior=posterior,
+        input_scale=input_scale,
+    )
+
+
+PRESETS: dict[str, Callable[..., VAE]] = {
+    "kingma2013": kingma2013,
+    "burda2015": burda2015,
+    "mlp": mlp_vae,
+    "conv": conv_vae,
+}

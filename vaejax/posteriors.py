@@ -1,0 +1,115 @@
+"""Approximate posteriors q(z | x) and the standard-normal prior."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from vaejax.likelihoods import softplus
+
+Params = Mapping[str, jax.Array]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# parameterization -> name of the raw scale head.
+_SCALE_NAMES = {"log_var": "log_var", "log_sigma": "log_sigma", "softplus": "raw_std"}
+
+
+def standard_normal_log_prob(z: ArrayLike) -> jax.Array:
+    """log N(z; 0, I) summed over the last axis: `[..., D] -> [...]`."""
+    z = jnp.asarray(z)
+    return -0.5 * (jnp.square(z) + _LOG_2PI).sum(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagonalGaussian:
+    """Diagonal Gaussian q(z | x) = N(mean, diag(std^2)), reparameterized.
+
+    The encoder's scale head is raw and linear; `parameterization` says how it maps to std:
+      "log_var":   std = exp(raw / 2)   (Kingma & Welling 2013, the default)
+      "log_sigma": std = exp(raw)
+      "softplus":  std = softplus(raw) + softplus_floor
+    The exp forms keep std positive for any raw value with no clipping; softplus grows only
+    linearly, so a large step cannot blow the scale up, at the cost of a floor.
+
+    Params are `{"mean": [B, D], <scale name>: [B, D]}`.
+    """
+
+    parameterization: str = "log_var"
+    softplus_floor: float = 1e-4
+
+    def __post_init__(self):
+        if self.parameterization not in _SCALE_NAMES:
+            raise ValueError(
+                f"Unknown posterior parameterization {self.parameterization!r}; valid: "
+                f"{sorted(_SCALE_NAMES)}."
+            )
+
+    @property
+    def param_names(self) -> tuple[str, str]:
+        return ("mean", _SCALE_NAMES[self.parameterization])
+
+    def _check(self, params: Params) -> None:
+        missing = [n for n in self.param_names if n not in params]
+        if missing:
+            raise ValueError(
+                f"DiagonalGaussian({self.parameterization!r}) needs encoder outputs "
+                f"{self.param_names}; missing {missing}, got keys {sorted(params)}. "
+                "Build the encoder with this posterior's param_names."
+            )
+
+    def log_stddev(self, params: Params) -> jax.Array:
+        """log std, computed without a log(exp(.)) round trip where possible."""
+        self._check(params)
+        raw = params[self.param_names[1]]
+        if self.parameterization == "log_var":
+            return 0.5 * raw
+        if self.parameterization == "log_sigma":
+            return raw
+        return jnp.log(softplus(raw) + self.softplus_floor)
+
+    def stddev(self, params: Params) -> jax.Array:
+        self._check(params)
+        raw = params[self.param_names[1]]
+        if self.parameterization == "softplus":
+            return softplus(raw) + self.softplus_floor
+        return jnp.exp(self.log_stddev(params))
+
+    def sample(self, key: jax.Array, params: Params, num_samples: int | None = None) -> jax.Array:
+        """z = mean + std * eps: `[B, D]`, or `[S, B, D]` when `num_samples` is given."""
+        mean = params["mean"]
+        std = self.stddev(params)
+        if num_samples is None:
+            return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+        _check_num_samples(num_samples)
+        eps = jax.random.normal(key, (num_samples, *mean.shape), mean.dtype)
+        return mean[None] + std[None] * eps
+
+    def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
+        """log q(z | x): `[B, D] -> [B]`, or `[S, B, D] -> [S, B]`."""
+        z = jnp.asarray(z)
+        mean, log_std = params["mean"], self.log_stddev(params)
+        if z.ndim == mean.ndim + 1:
+            mean, log_std = mean[None], log_std[None]
+        eps = (z - mean) * jnp.exp(-log_std)
+        return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - log_std.sum(-1)
+
+    def kl_standard_normal(self, params: Params) -> jax.Array:
+        """KL(q || N(0, I)) in closed form: 0.5 sum(mean^2 + var - 1 - log var), `[B]`."""
+        return self.kl_per_dim(params).sum(-1)
+
+    def kl_per_dim(self, params: Params) -> jax.Array:
+        """The analytic KL per latent dimension, `[B, D]` (for diagnostics)."""
+        mean, log_var = params["mean"], 2.0 * self.log_stddev(params)
+        return 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+
+
+def _check_num_samples(num_samples: int) -> None:
+    if not isinstance(num_samples, int | np.integer) or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1; got {num_samples!r}.")
