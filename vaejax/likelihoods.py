@@ -128,9 +128,11 @@ class Bernoulli:
     def check_data(self, x: ArrayLike) -> None:
         x = _host(x)
         _check_finite("Bernoulli", x)
-        if not np.all((x == 0) | (x == 1)):
+        bad = x[(x != 0) & (x != 1)]
+        if bad.size:
             raise ValueError(
-                f"Bernoulli likelihood needs data in {{0, 1}}; got values in {_range(x)}. "
+                f"Bernoulli likelihood needs data in {{0, 1}}; got {bad.size} other values, e.g. "
+                f"{np.unique(bad)[:5].tolist()} (data range {_range(x)}). "
                 "Binarize the data (preprocessing 'dynamic_binarize' or 'static_binarize') "
                 "or use ContinuousBernoulli for intensities in [0, 1]."
             )
@@ -365,10 +367,12 @@ class Categorical:
     def check_data(self, x: ArrayLike) -> None:
         x = _host(x)
         _check_finite("Categorical", x)
-        if x.size and (np.any(x != np.round(x)) or x.min() < 0 or x.max() >= self.num_classes):
+        bad = x[(x != np.round(x)) | (x < 0) | (x >= self.num_classes)]
+        if bad.size:
             raise ValueError(
-                f"Categorical likelihood needs integers in [0, {self.num_classes}); got values in "
-                f"{_range(x)}{' (non-integers)' if np.any(x != np.round(x)) else ''}. "
+                f"Categorical likelihood needs integers in [0, {self.num_classes}); got "
+                f"{bad.size} other values, e.g. {np.unique(bad)[:5].tolist()} "
+                f"(non-integers or out of range; data range {_range(x)}). "
                 "Use the raw 8-bit levels (preprocessing 'integer') or set num_classes."
             )
 

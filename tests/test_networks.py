@@ -1,0 +1,127 @@
+"""Flax networks: plain linear heads, shapes for every likelihood, presets, output bias."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vaejax
+from vaejax import likelihoods as L
+from vaejax import networks as N
+from vaejax.posteriors import DiagonalGaussian
+
+RNG = np.random.default_rng(0)
+
+
+def _data(lik, shape, batch=3):
+    if isinstance(lik, L.Categorical):
+        return RNG.integers(0, 256, (batch, *shape)).astype(np.float32)
+    if isinstance(lik, L.Bernoulli):
+        return (RNG.random((batch, *shape)) < 0.3).astype(np.float32)
+    return RNG.random((batch, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", L.names())
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_decoder_heads_match_the_likelihood(name, shape, arch):
+    lik = L.get(name)
+    kw = {"hidden_sizes": (16,)} if arch == "mlp" else {}
+    model = N.PRESETS[arch](data_shape=shape, likelihood=lik, latent_dim=4, **kw)
+    x = _data(lik, shape)
+    params = N.init(model, jax.random.key(0), x)
+    encode, decode = N.bind(model, params)
+    q = encode(x)
+    assert set(q) == {"mean", "log_var"} and q["mean"].shape == (3, 4)
+    out = decode(q["mean"])
+    assert {k: v.shape for k, v in out.items()} == {
+        k: (3, *s) for k, s in lik.param_shapes(shape).items()
+    }
+    t = vaejax.elbo(jax.random.key(1), x, encode=encode, decode=decode, likelihood=lik)
+    assert np.all(np.isfinite(t.elbo))
+
+
+@pytest.mark.parametrize("parameterization", ["log_var", "log_sigma", "softplus"])
+def test_encoder_heads_are_plain_dense(parameterization):
+    post = DiagonalGaussian(parameterization)
+    enc = N.MLPEncoder((8,), latent_dim=2, posterior=post)
+    x = jnp.asarray(RNG.normal(size=(50, 5)), jnp.float32)
+    params = enc.init(jax.random.key(0), x)["params"]
+    assert set(params) == {"hidden_0", *post.param_names}
+    for name in post.param_names:
+        assert set(params[name]) == {"kernel", "bias"}  # a Dense layer, nothing else
+    out = enc.apply({"params": params}, x)
+    h = jnp.tanh(x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"][None])
+    for name in post.param_names:
+        head = params[name]
+        np.testing.assert_allclose(out[name], h @ head["kernel"] + head["bias"][None], rtol=1e-5)
+        assert float(out[name].min()) < 0 < float(out[name].max())  # no activation
+
+
+def _layer_sizes(params):
+    flat = flax.traverse_util.flatten_dict(params)
+    return {"/".join(k[:-1]): v.shape for k, v in flat.items() if k[-1] == "kernel"}
+
+
+def test_presets_have_the_published_layer_sizes():
+    lik = L.Bernoulli()
+    x = jnp.zeros((1, 28, 28, 1))
+    burda = _layer_sizes(
+        N.init(N.burda2015(data_shape=(28, 28, 1), likelihood=lik), jax.random.key(0), x)
+    )
+    assert burda == {
+        "encoder/hidden_0": (784, 200),
+        "encoder/hidden_1": (200, 200),
+        "encoder/mean": (200, 50),
+        "encoder/log_var": (200, 50),
+        "decoder/hidden_0": (50, 200),
+        "decoder/hidden_1": (200, 200),
+        "decoder/logits": (200, 784),
+    }
+    kingma = _layer_sizes(
+        N.init(
+            N.kingma2013(data_shape=(28, 28, 1), likelihood=lik, latent_dim=3), jax.random.key(0), x
+        )
+    )
+    assert kingma["encoder/hidden_0"] == (784, 500) and kingma["decoder/logits"] == (500, 784)
+
+
+def test_vae_call_returns_a_structure():
+    model = N.burda2015(data_shape=(4, 4, 1), likelihood=L.Bernoulli(), latent_dim=2)
+    x = jnp.zeros((3, 4, 4, 1))
+    params = N.init(model, jax.random.key(0), x)
+    out = model.apply({"params": params}, x, jax.random.key(1))
+    assert isinstance(out, N.VAEOutput)
+    assert out.z.shape == (3, 2) and out.likelihood_params["logits"].shape == (3, 4, 4, 1)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_output_bias_sets_the_initial_mean(arch):
+    lik = L.Bernoulli()
+    x = (RNG.random((200, 28, 28, 1)) < np.linspace(0.05, 0.95, 28)[None, :, None, None]).astype(
+        np.float32
+    )
+    kw = {"hidden_sizes": (16,)} if arch == "mlp" else {}
+    model = N.PRESETS[arch](data_shape=(28, 28, 1), likelihood=lik, latent_dim=2, **kw)
+    params = N.set_output_bias(N.init(model, jax.random.key(0), x), lik.output_bias(x))
+    bias = params["decoder"]["logits"]["bias"]
+    if arch == "mlp":
+        np.testing.assert_allclose(bias, lik.output_bias(x)["logits"].reshape(-1), rtol=1e-6)
+    else:
+        np.testing.assert_allclose(bias, lik.output_bias(x)["logits"].mean(), rtol=1e-5)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown activation 'sigmoid'.*tanh"):
+        model = N.mlp_vae(
+            data_shape=(4,),
+            likelihood=L.Bernoulli(),
+            latent_dim=2,
+            hidden_sizes=(3,),
+            activation="sigmoid",
+        )
+        N.init(model, jax.random.key(0), jnp.zeros((1, 4)))
+    with pytest.raises(ValueError, match=r"divisible by 4.*\(30, 30, 1\)"):
+        model = N.conv_vae(data_shape=(30, 30, 1), likelihood=L.Bernoulli(), latent_dim=2)
+        N.init(model, jax.random.key(0), jnp.zeros((1, 30, 30, 1)))
