@@ -1,0 +1,163 @@
+"""The train step: one update, chunked equals step-by-step, objectives, schedules, devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vaejax import likelihoods, networks, train
+
+RNG = np.random.default_rng(0)
+X = (RNG.random((64, 6, 6, 1)) < 0.4).astype(np.float32)
+
+
+def _setup(lr=1e-2):
+    lik = likelihoods.Bernoulli()
+    model = networks.mlp_vae(data_shape=(6, 6, 1), likelihood=lik, latent_dim=3, hidden_sizes=(8,))
+    state = train.create_train_state(
+        jax.random.key(0), model, X, optax.adam(lr), output_bias=lik.output_bias(X)
+    )
+    return model, state
+
+
+def test_one_step_updates_and_counts():
+    model, state = _setup()
+    before = jax.tree.map(np.asarray, state.params)
+    step = jax.jit(
+        lambda s, b, k: train.train_step(s, b, k, model=model, objective=train.Objective()),
+        donate_argnums=0,
+    )
+    new, metrics = step(state, jnp.asarray(X[:8]), jax.random.key(1))
+    assert int(new.step) == 1
+    leaves = jax.tree.leaves(new.params)
+    assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, new.params)
+    assert all(jax.tree.leaves(changed))
+    assert set(metrics) >= {"loss", "elbo", "log_likelihood", "kl", "grad_norm"}
+    np.testing.assert_allclose(
+        metrics["elbo"], metrics["log_likelihood"] - metrics["kl"], rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        train.Objective(),
+        train.Objective(name="iwae", num_samples=4),
+        train.Objective(beta=0.5, warmup_steps=10, free_bits=0.1, num_samples=2),
+    ],
+)
+def test_chunk_equals_steps_one_by_one(objective):
+    """The scanned, sharded, donated chunk is the same computation as the plain step."""
+    model, state = _setup()
+    mesh = train.data_mesh(jax.devices()[:1])
+    chunk = train.make_train_chunk(
+        model=model, objective=objective, mesh=mesh, dynamic_binarization=True
+    )
+    key = jax.random.key(7)
+    idx = np.arange(32, dtype=np.int32).reshape(4, 8)
+    s = state
+    losses = []
+    for i in range(4):
+        s, m = train.train_step(
+            s,
+            jnp.asarray(X[idx[i]]),
+            jax.random.fold_in(key, i),
+            model=model,
+            objective=objective,
+            dynamic_binarization=True,
+        )
+        losses.append(m["loss"])
+    fused, metrics = chunk(jax.tree.map(jnp.copy, state), jnp.asarray(X), jnp.asarray(idx), key)
+    np.testing.assert_allclose(metrics["loss"], np.array(losses), rtol=2e-5)
+    for a, b in zip(jax.tree.leaves(fused.params), jax.tree.leaves(s.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert int(fused.step) == 4
+
+
+def test_warmup_and_free_bits():
+    obj = train.Objective(beta=2.0, warmup_steps=4)
+    np.testing.assert_allclose(
+        [obj.beta_at(jnp.asarray(s)) for s in range(6)], [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    )
+    model, state = _setup()
+    batch = jnp.asarray(X[:8])
+    loss = lambda o: train.loss_fn(
+        state.params, batch, jax.random.key(0), 0, model=model, objective=o
+    )
+    plain, m = loss(train.Objective())
+    floored, _ = loss(train.Objective(free_bits=100.0))
+    # With a floor above every dimension's KL, the penalty is latent_dim * floor.
+    np.testing.assert_allclose(floored, -m["log_likelihood"] + 3 * 100.0, rtol=1e-5)
+    assert float(floored) > float(plain)
+
+
+def test_burda_schedule():
+    sched = train.learning_rate_schedule(
+        "burda", learning_rate=1e-3, total_steps=0, steps_per_epoch=10
+    )
+    # Stage i lasts 3^i epochs at 1e-3 * 10^(-i/7): stage boundaries at 1, 4, 13, 40 ... epochs.
+    for step, stage in [(0, 0), (9, 0), (10, 1), (39, 1), (40, 2), (129, 2), (130, 3)]:
+        np.testing.assert_allclose(sched(step), 1e-3 * 10 ** (-stage / 7), rtol=1e-5)
+    np.testing.assert_allclose(sched(3280 * 10 + 5), 1e-4, rtol=1e-5)
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="Unknown objective 'vlb'.*elbo.*iwae"):
+        train.Objective(name="vlb")
+    with pytest.raises(ValueError, match="beta=-1"):
+        train.Objective(beta=-1)
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule 'step'"):
+        train.learning_rate_schedule("step", learning_rate=1, total_steps=1, steps_per_epoch=1)
+    mesh = train.data_mesh(jax.devices()[:1])
+    train.check_batch_size(7, mesh)
+    with pytest.raises(ValueError, match="batch_size 6 is not divisible by the 4 devices"):
+        train.check_batch_size(6, type("M", (), {"size": 4})())
+
+
+_DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from vaejax import likelihoods, networks, train
+    assert len(jax.devices()) == 4
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 6, 6, 1)).astype(np.float32)
+    lik = likelihoods.Bernoulli()
+    model = networks.mlp_vae(data_shape=(6, 6, 1), likelihood=lik, latent_dim=3,
+                             hidden_sizes=(16,))
+    obj = train.Objective(num_samples=2)
+    idx = np.stack([rng.permutation(256)[:32] for _ in range(20)]).astype(np.int32)
+    out = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = train.data_mesh(devices)
+        state = train.create_train_state(jax.random.key(0), model, x, optax.adam(3e-3))
+        chunk = train.make_train_chunk(model=model, objective=obj, mesh=mesh,
+                                       dynamic_binarization=True)
+        state, m = chunk(state, jnp.asarray(x), jnp.asarray(idx), jax.random.key(1))
+        out.append(np.asarray(m["loss"]))
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4)
+    print("max rel diff", np.max(np.abs(out[0] - out[1]) / np.abs(out[0])))
+    """
+)
+
+
+def test_one_device_equals_four():
+    """Same global batch, same loss trajectory on 1 and 4 (forced host) devices."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    res = subprocess.run(
+        [sys.executable, "-c", _DEVICES_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "max rel diff" in res.stdout

@@ -1,0 +1,276 @@
+"""`train_and_evaluate(config, workdir)`: the training loop, logs, checkpoints, figures, results.
+
+The one place that reads a config: it turns the ConfigDict into typed calls of the library.
+Rerunning with the same workdir resumes from the latest checkpoint; the data order and keys
+are functions of (seed, step), so a resumed run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from jax.sharding import NamedSharding, PartitionSpec
+
+from vaejax import data as data_lib
+from vaejax import evaluate, likelihoods, networks, plots, train
+from vaejax.checkpoints import Checkpointer
+from vaejax.posteriors import DiagonalGaussian
+from vaejax.writers import MetricWriter, read_metrics
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> networks.VAE:
+    """The VAE named by `cfg.preset`, with the config's latent size, widths and posterior."""
+    if cfg.preset not in networks.PRESETS:
+        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {sorted(networks.PRESETS)}.")
+    kwargs: dict[str, Any] = dict(
+        data_shape=tuple(data_shape),
+        likelihood=likelihood,
+        latent_dim=cfg.latent_dim,
+        posterior=DiagonalGaussian(cfg.posterior),
+        input_scale=cfg.get("input_scale", 1.0),
+    )
+    if cfg.preset == "mlp":
+        kwargs |= dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation)
+    return networks.PRESETS[cfg.preset](**kwargs)
+
+
+def build_optimizer(cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int):
+    schedule = train.learning_rate_schedule(
+        cfg.schedule,
+        learning_rate=cfg.learning_rate,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        end_learning_rate=cfg.get("end_learning_rate"),
+    )
+    adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    if cfg.get("grad_clip_norm"):
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
+    return adam
+
+
+def _to_global(x: Any, sharding: NamedSharding) -> Any:
+    """Host arrays -> global jax Arrays; works on one host and across hosts alike."""
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
+        x,
+    )
+
+
+def _display(x: np.ndarray, info: dict) -> np.ndarray:
+    """Preprocessed data -> intensities in [0, 1] for figures."""
+    if info["preprocessing"] == "standardize":
+        return np.clip((x * info["std"] + info["mean"]) / info["max_value"], 0, 1)
+    if info["preprocessing"] == "integer":
+        return x / info["max_value"]
+    return x
+
+
+def _chunk_sizes(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
+    """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
+    return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains the configured VAE in `workdir`, evaluates it on test, writes results.json."""
+    start_time = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    if config.get("distributed"):
+        jax.distributed.initialize()  # multi-host: coordinator and ranks from the environment
+    log.info("JAX devices: %s", jax.devices())
+
+    # ---- data and model
+    d = data_lib.load(
+        config.data.name,
+        preprocessing=config.data.preprocessing,
+        data_dir=config.data.get("data_dir"),
+        num_valid=config.data.num_valid,
+        seed=config.seed,
+    )
+    likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
+    # Checked once on the host, before any compilation: a mismatch fails here, clearly.
+    for split in (d.valid, d.test) if config.data.preprocessing == "dynamic_binarize" else d[:3]:
+        likelihood.check_data(split)
+    model = build_model(config.model, d.train.shape[1:], likelihood)
+    dynamic = config.data.preprocessing == "dynamic_binarize"
+
+    # ---- state, steps, sharding
+    mesh = train.data_mesh(jax.devices())
+    batch_size = config.train.batch_size
+    train.check_batch_size(batch_size, mesh)
+    steps_per_epoch = len(d.train) // batch_size
+    total_steps = config.train.num_epochs * steps_per_epoch
+    tx = build_optimizer(config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    root = jax.random.key(config.seed)
+    k_init, k_train, k_data, k_eval = (jax.random.fold_in(root, i) for i in range(4))
+    bias = likelihood.output_bias(d.train) if config.model.output_bias else None
+    state = train.create_train_state(k_init, model, d.train, tx, output_bias=bias)
+    checkpointer = Checkpointer(workdir)
+    if checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state)
+        log.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = _to_global(state, replicated)
+    train_x = _to_global(d.train, replicated)
+    idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    objective = train.Objective(**config.objective)
+    train_chunk = train.make_train_chunk(
+        model=model, objective=objective, mesh=mesh, dynamic_binarization=dynamic
+    )
+
+    # ---- the loop
+    step = int(state.step)
+    writer = MetricWriter(workdir, purge_step=step + 1)
+    budget = config.train.get("time_budget_s") or math.inf
+    last_checkpoint, perm, perm_epoch = step, None, -1
+    bar = tqdm.tqdm(
+        total=total_steps,
+        initial=step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not config.train.progress_bar,
+        mininterval=1.0,
+    )
+    train_start = time.time()
+    while step < total_steps and time.time() - train_start < budget:
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm = np.asarray(
+                data_lib.epoch_permutation(
+                    jax.random.fold_in(k_data, epoch), len(d.train), batch_size
+                )
+            )
+            perm_epoch = epoch
+        n = _chunk_sizes(offset, steps_per_epoch, config.train.steps_per_dispatch)
+        state, metrics = train_chunk(
+            state, train_x, _to_global(perm[offset : offset + n], idx_sharding), k_train
+        )
+        metrics = jax.device_get(metrics)  # the one host read per chunk
+        bad = np.flatnonzero(~np.isfinite(metrics["loss"]))
+        if bad.size:
+            raise NonFiniteLossError(
+                f"Non-finite loss {metrics['loss'][bad[0]]} at step {step + bad[0] + 1}; "
+                f"training stopped. The last good checkpoint (step {checkpointer.latest_step()}) "
+                f"is kept in {checkpointer.directory}. Lower the learning rate or check the data."
+            )
+        step += n
+        summary = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}
+        summary["train/epoch"] = step / steps_per_epoch
+        writer.write_scalars(step, summary)
+        bar.update(n)
+        bar.set_postfix(epoch=epoch, loss=f"{summary['train/loss']:.2f}", refresh=False)
+        epoch_done = step % steps_per_epoch == 0
+        if epoch_done and (
+            (epoch + 1) % config.train.eval_every_epochs == 0 or step == total_steps
+        ):
+            valid = evaluate.elbo_summary(model, state.params, d.valid, k_eval)
+            writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()})
+            log.info("epoch %d step %d: %s", epoch + 1, step, valid)
+        if step - last_checkpoint >= config.train.checkpoint_every_steps or step == total_steps:
+            checkpointer.save(step, state)
+            last_checkpoint = step
+    bar.close()
+    if step != last_checkpoint:  # stopped by the time budget
+        checkpointer.save(step, state)
+    train_time = time.time() - train_start
+    writer.flush()
+
+    # ---- final evaluation on test, figures, results
+    params = jax.device_get(state.params)
+    ev = config.eval
+    test_x = d.test[: ev.num_test] if ev.get("num_test") else d.test
+    test = evaluate.evaluate_test(
+        model,
+        params,
+        test_x,
+        jax.random.fold_in(k_eval, 10**6),
+        iwae_samples=ev.iwae_samples,
+        nll_samples=ev.nll_samples,
+        nll_chunk_size=ev.nll_chunk_size,
+        batch_size=ev.batch_size,
+    )
+    num_dims = int(np.prod(d.train.shape[1:]))
+    if ev.nll_samples:
+        bpd = evaluate.bits_per_dim(
+            test[f"nll_{ev.nll_samples}"],
+            num_dims,
+            preprocessing=config.data.preprocessing,
+            info=d.info,
+        )
+        if bpd is not None:
+            test["bits_per_dim"] = bpd
+    valid = evaluate.elbo_summary(model, params, d.valid, k_eval)
+    writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
+    figures = _figures(model, params, d, workdir, jax.random.fold_in(k_eval, 2))
+    writer.close()
+    checkpointer.close()
+    results = {
+        "test": test,
+        "valid": valid,
+        "steps": step,
+        "epochs": step / steps_per_epoch,
+        "train_time_s": train_time,
+        "wall_time_s": time.time() - start_time,
+        "devices": [str(dev) for dev in jax.devices()],
+        "figures": figures,
+        "config": config.to_dict(),
+    }
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
+    return results
+
+
+def _figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> list[str]:
+    """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter."""
+    encode, decode = networks.bind(model, params)
+    mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))
+    latent_dim = model.encoder.latent_dim
+    shown = lambda x: _display(np.asarray(x), d.info)
+    paths = [
+        plots.save_samples(
+            os.path.join(workdir, "samples.png"),
+            shown(mean_image(jax.random.normal(key, (100, latent_dim)))),
+            value_range=(0, 1),
+        ),
+        plots.save_reconstructions(
+            os.path.join(workdir, "reconstructions.png"),
+            shown(d.test[:20]),
+            shown(mean_image(encode(jnp.asarray(d.test[:20]))["mean"])),
+            value_range=(0, 1),
+        ),
+    ]
+    records = read_metrics(workdir)
+    if records:
+        paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
+    if latent_dim == 2:
+        paths.append(
+            plots.save_latent_manifold(
+                os.path.join(workdir, "latent_manifold.png"),
+                lambda z: shown(mean_image(jnp.asarray(z, jnp.float32))),
+                value_range=(0, 1),
+            )
+        )
+        codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
+        paths.append(
+            plots.save_latent_scatter(
+                os.path.join(workdir, "latent_codes.png"), codes, d.test_labels
+            )
+        )
+    return [os.path.basename(str(p)) for p in paths]

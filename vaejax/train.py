@@ -1,0 +1,225 @@
+"""Train state, the pure train step, and its compiled, data-parallel, multi-step form.
+
+`train_step(state, batch, key) -> (state, metrics)` is pure. `make_train_chunk` wraps it in a
+`lax.scan` over a chunk of batches gathered on device from the resident training set, jitted
+once with the state donated, and sharded over a 1-D device mesh along the batch axis: the same
+code runs on one CPU or eight GPUs. Noise is drawn for the global batch from the step's key and
+partitioned with it (threefry is partitionable), so each device draws different noise for its
+shard and the trajectory does not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from vaejax import networks
+from vaejax.data import binarize
+from vaejax.objectives import elbo, iwae_bound
+
+OBJECTIVES = ("elbo", "iwae")
+SCHEDULES = ("constant", "cosine", "exponential", "burda")
+
+
+class TrainState(train_state.TrainState):
+    """Flax TrainState; `step` counts optimizer updates."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What the train step maximizes.
+
+    name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats per
+      latent dimension, Kingma et al. 2016) or "iwae" (the bound with `num_samples` samples).
+    """
+
+    name: str = "elbo"
+    num_samples: int = 1
+    beta: float = 1.0
+    warmup_steps: int = 0
+    free_bits: float = 0.0
+    analytic_kl: bool = True
+
+    def __post_init__(self):
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"Unknown objective {self.name!r}; valid: {list(OBJECTIVES)}.")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1; got {self.num_samples}.")
+        if self.beta < 0 or self.free_bits < 0 or self.warmup_steps < 0:
+            raise ValueError(
+                f"beta, free_bits and warmup_steps must be >= 0; got beta={self.beta}, "
+                f"free_bits={self.free_bits}, warmup_steps={self.warmup_steps}."
+            )
+
+    def beta_at(self, step: jax.Array) -> jax.Array:
+        if self.warmup_steps == 0:
+            return jnp.asarray(self.beta, jnp.float32)
+        return self.beta * jnp.minimum(1.0, (step + 1) / self.warmup_steps)
+
+
+def learning_rate_schedule(
+    name: str,
+    *,
+    learning_rate: float,
+    total_steps: int,
+    steps_per_epoch: int,
+    end_learning_rate: float | None = None,
+) -> optax.Schedule:
+    """Learning-rate schedules by name.
+
+    "burda" is Burda et al. (2015)'s: stage i = 0..7 lasts 3^i epochs at
+    learning_rate * 10^(-i/7) (3280 epochs in all); past the last stage it stays there.
+    "cosine" and "exponential" decay from `learning_rate` to `end_learning_rate` over training.
+    """
+    end = learning_rate * 0.1 if end_learning_rate is None else end_learning_rate
+    if name == "constant":
+        return optax.constant_schedule(learning_rate)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, total_steps, alpha=end / learning_rate)
+    if name == "exponential":
+        return optax.exponential_decay(learning_rate, total_steps, end / learning_rate)
+    if name == "burda":
+        boundaries = np.cumsum([3**i * steps_per_epoch for i in range(7)])
+        values = [learning_rate * 10 ** (-i / 7) for i in range(8)]
+        return optax.piecewise_constant_schedule(
+            values[0], {int(b): values[i + 1] / values[i] for i, b in enumerate(boundaries)}
+        )
+    raise ValueError(f"Unknown learning-rate schedule {name!r}; valid: {list(SCHEDULES)}.")
+
+
+def create_train_state(
+    key: jax.Array,
+    model: networks.VAE,
+    example_batch: np.ndarray,
+    tx: optax.GradientTransformation,
+    *,
+    output_bias: dict[str, np.ndarray] | None = None,
+) -> TrainState:
+    """Initial state; the decoder's output bias optionally starts from the data."""
+    params = networks.init(model, key, jnp.asarray(example_batch[:1]))
+    if output_bias is not None:
+        params = networks.set_output_bias(params, output_bias)
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def loss_fn(
+    params: Any,
+    batch: jax.Array,
+    key: jax.Array,
+    step: jax.Array,
+    *,
+    model: networks.VAE,
+    objective: Objective,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The negative objective, averaged over the batch (its one reduction), and metrics."""
+    encode, decode = networks.bind(model, params)
+    common = dict(decode=decode, likelihood=model.likelihood, posterior=model.posterior)
+    if objective.name == "iwae":
+        bound = iwae_bound(key, batch, encode=encode, num_samples=objective.num_samples, **common)
+        loss = -bound.mean()
+        return loss, {"loss": loss, "iwae": bound.mean()}
+    q = encode(batch)  # encoded once; free bits below reuses it
+    terms = elbo(
+        key,
+        batch,
+        encode=lambda _: q,
+        num_samples=objective.num_samples,
+        analytic_kl=objective.analytic_kl,
+        **common,
+    )
+    beta = objective.beta_at(step)
+    kl_penalty = terms.kl.mean()
+    if objective.free_bits > 0:
+        # Free bits: no pressure on a latent dimension whose batch-mean KL is under the floor.
+        kl_dims = model.posterior.kl_per_dim(q).mean(0)
+        kl_penalty = jnp.maximum(kl_dims, objective.free_bits).sum()
+    loss = -terms.log_likelihood.mean() + beta * kl_penalty
+    metrics = {
+        "loss": loss,
+        "elbo": (terms.log_likelihood - terms.kl).mean(),
+        "log_likelihood": terms.log_likelihood.mean(),
+        "kl": terms.kl.mean(),
+        "beta": beta,
+    }
+    return loss, metrics
+
+
+def train_step(
+    state: TrainState,
+    batch: jax.Array,
+    key: jax.Array,
+    *,
+    model: networks.VAE,
+    objective: Objective,
+    dynamic_binarization: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update on `batch` with noise from `key`. Pure."""
+    noise_key, data_key = jax.random.split(key)
+    if dynamic_binarization:
+        batch = binarize(data_key, batch)
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+    grads, metrics = grad_fn(
+        state.params, batch, noise_key, state.step, model=model, objective=objective
+    )
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return state.apply_gradients(grads=grads), metrics
+
+
+def data_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh named "data" over the given (default: all local) devices."""
+    return Mesh(np.array(devices or jax.local_devices()), ("data",))
+
+
+def make_train_chunk(
+    *,
+    model: networks.VAE,
+    objective: Objective,
+    mesh: Mesh,
+    dynamic_binarization: bool = False,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """The compiled multi-step update: `(state, train_x, idx [N, B], key) -> (state, metrics [N])`.
+
+    Step s of the run uses `fold_in(key, s)`, so a chunk's result depends only on the state and
+    the indices, not on how steps are grouped into chunks or devices.
+    """
+    step_fn = functools.partial(
+        train_step, model=model, objective=objective, dynamic_binarization=dynamic_binarization
+    )
+    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+    def chunk(state, train_x, idx, key):
+        def body(state, idx_b):
+            batch = jax.lax.with_sharding_constraint(train_x[idx_b], batch_sharding)
+            return step_fn(state, batch, jax.random.fold_in(key, state.step))
+
+        return jax.lax.scan(body, state, idx)
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        chunk,
+        in_shardings=(
+            replicated,
+            replicated,
+            NamedSharding(mesh, PartitionSpec(None, "data")),
+            replicated,
+        ),
+        out_shardings=(replicated, replicated),
+        donate_argnames=("state",),
+    )
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by the {mesh.size} devices of the mesh; "
+            f"use a multiple of {mesh.size}."
+        )
