@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from fakes import SHAPE, fake_images
 
 from vaejax import data
@@ -237,3 +238,20 @@ def test_prepare_download_without_tensorflow_exits_2(tmp_path):
     result = _run_prepare(tmp_path, f"--config.data.data_dir={tmp_path}", "--download")
     assert result.returncode == 2, result.stderr
     assert "pip install -e '.[prepare]'" in result.stderr and "TFDS_DATA_DIR=" in result.stderr
+
+
+def test_read_split_caches_decoded_arrays(fake_dir, tmp_path, monkeypatch):
+    first = data.read_split("mnist", "test", data_dir=fake_dir)
+    cached = list((tmp_path / "vaejax_cache").glob("mnist-*-test-*.npz"))
+    assert len(cached) == 1
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("read the records again instead of the cache")
+
+    monkeypatch.setattr(tfds, "data_source", no_reads)
+    second = data.read_split("mnist", "test", data_dir=fake_dir)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setenv("VAEJAX_CACHE_DIR", "off")
+    with pytest.raises(AssertionError, match="instead of the cache"):
+        data.read_split("mnist", "test", data_dir=fake_dir)
