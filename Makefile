@@ -23,7 +23,9 @@ test: $(STAMP)
 prepare: $(STAMP)
 	@$(PY) -m experiments.prepare --config=$(CONFIG) || { \
 	  echo "Installing the 'prepare' extra (tensorflow-cpu) to download and convert the dataset..."; \
-	  $(PY) -m pip install -q -e '.[prepare]' && $(PY) -m experiments.prepare --config=$(CONFIG) --download; }
+	  if $(PY) -m pip install -q -e '.[prepare]'; then \
+	    $(PY) -m experiments.prepare --config=$(CONFIG) --download; \
+	  else $(PY) -m experiments.prepare --config=$(CONFIG); exit 1; fi; }
 
 mnist: prepare
 	$(PY) -m experiments.mnist --config=$(CONFIG) --workdir=$(WORKDIR)

@@ -256,7 +256,15 @@ def _figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> l
             value_range=(0, 1),
         ),
     ]
-    records = read_metrics(workdir)
+    curves = {
+        f"{split}/{m}"
+        for split in ("train", "valid")
+        for m in ("loss", "elbo", "iwae", "log_likelihood", "kl")
+    }
+    records = [
+        {k: v for k, v in r.items() if k == "step" or k in curves} for r in read_metrics(workdir)
+    ]
+    records = [r for r in records if len(r) > 1]
     if records:
         paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
     if latent_dim == 2:

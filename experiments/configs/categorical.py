@@ -3,6 +3,8 @@
   python -m experiments.mnist --config=experiments/configs/categorical.py --workdir=runs/cat
 
 The encoder sees pixels / 255 (model.input_scale); the loss is exact bits/dim of 8-bit data.
+The conv decoder's 1x1 head gives each pixel its 256 logits from 32 channels; an MLP decoder
+would need a 200 x 200,704 output layer (40M weights, about 1.5 s a step on 2 CPU cores).
 """
 
 import ml_collections
@@ -13,6 +15,8 @@ from experiments.configs import mnist
 def get_config():
     config = mnist.get_config()
     config.data.preprocessing = "integer"
+    config.model.preset = "conv"
+    config.model.latent_dim = 32
     config.model.likelihood = "categorical"
     config.model.likelihood_kwargs = ml_collections.ConfigDict({"num_classes": 256})
     config.model.input_scale = 1 / 255
