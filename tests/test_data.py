@@ -255,3 +255,11 @@ def test_read_split_caches_decoded_arrays(fake_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("VAEJAX_CACHE_DIR", "off")
     with pytest.raises(AssertionError, match="instead of the cache"):
         data.read_split("mnist", "test", data_dir=fake_dir)
+
+
+def test_synthetic_dataset_needs_no_files():
+    d = data.load("synthetic", preprocessing="unit_interval", num_valid=40)
+    assert d.train.shape == (200, *SHAPE) and d.valid.shape == (40, *SHAPE)
+    assert 0 <= d.train.min() and d.train.max() <= 1 and d.train.max() > 0.5
+    again = data.load("synthetic", preprocessing="unit_interval", num_valid=40)
+    np.testing.assert_array_equal(d.test, again.test)

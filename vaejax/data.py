@@ -27,6 +27,10 @@ PREPROCESSINGS = ("dynamic_binarize", "static_binarize", "unit_interval", "stand
 # Image datasets with a uint8 `image` feature that this pipeline has been written for.
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "cifar10", "svhn_cropped")
 
+# Generated in memory, no TFDS: for tests, quick benchmarks and worker processes without data.
+SYNTHETIC = "synthetic"
+_SYNTHETIC_SIZES = {"train": 240, "test": 80}
+
 # Datasets stored as {0, 1} rather than 0..255.
 _BINARY_DATASETS = frozenset({"binarized_mnist"})
 
@@ -150,6 +154,30 @@ def _cache_file(name: str, split: str, data_dir: str | None) -> pathlib.Path | N
     return pathlib.Path(root).expanduser() / f"{name}-{builder.version}-{safe_split}-{digest}.npz"
 
 
+def synthetic_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A small MNIST-shaped dataset made on the fly: one blurred random stroke per image.
+
+    uint8 `[N, 28, 28, 1]` with labels 0..9 (the stroke's direction bucket); deterministic per
+    split. Not a benchmark of quality: it exercises the whole pipeline with no data on disk.
+    """
+    if split not in _SYNTHETIC_SIZES:
+        raise ValueError(f"synthetic has splits {list(_SYNTHETIC_SIZES)}; got {split!r}.")
+    n = _SYNTHETIC_SIZES[split]
+    rng = np.random.default_rng(list(_SYNTHETIC_SIZES).index(split))
+    angle = rng.uniform(0, np.pi, n)
+    center = rng.uniform(9, 19, (n, 2))
+    t = np.linspace(-8, 8, 33)
+    ys = center[:, :1] + np.sin(angle)[:, None] * t[None]  # [N, 33]
+    xs = center[:, 1:] + np.cos(angle)[:, None] * t[None]
+    grid = np.arange(28)
+    dy = grid[None, None, :, None] - ys[:, :, None, None]  # [N, 33, 28, 1]
+    dx = grid[None, None, None, :] - xs[:, :, None, None]  # [N, 33, 1, 28]
+    ink = np.exp(-(dy**2 + dx**2) / 2.0).max(axis=1)  # [N, 28, 28]
+    images = np.clip(ink * 255 * 1.2, 0, 255).astype(np.uint8)[..., None]
+    labels = (angle / np.pi * 10).astype(np.int32) % 10
+    return images, labels
+
+
 # Jitted so `load`'s one-off calls compile once per shape rather than dispatching op by op.
 @jax.jit
 def binarize(key: jax.Array, x: ArrayLike) -> jax.Array:
@@ -229,12 +257,17 @@ def load(
         raise ValueError(
             f"Unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSINGS}."
         )
-    data_dir = resolve_data_dir(data_dir)
-    if not is_prepared(name, data_dir):
-        raise DatasetNotFoundError(not_prepared_message(name, data_dir))
-    split_infos = _builder(name, data_dir).info.splits
-    has_validation = "validation" in split_infos
-    num_train = split_infos["train"].num_examples
+    if name == SYNTHETIC:
+        read = synthetic_split
+        has_validation, num_train = False, _SYNTHETIC_SIZES["train"]
+    else:
+        data_dir = resolve_data_dir(data_dir)
+        if not is_prepared(name, data_dir):
+            raise DatasetNotFoundError(not_prepared_message(name, data_dir))
+        split_infos = _builder(name, data_dir).info.splits
+        has_validation = "validation" in split_infos
+        num_train = split_infos["train"].num_examples
+        read = lambda split: read_split(name, split, data_dir=data_dir)
     # Checked before reading: a split takes seconds to read.
     if not has_validation and not 0 <= num_valid < num_train:
         raise ValueError(
@@ -242,10 +275,10 @@ def load(
             f"got {num_valid}."
         )
 
-    train, train_labels = read_split(name, "train", data_dir=data_dir)
-    test, test_labels = read_split(name, "test", data_dir=data_dir)
+    train, train_labels = read("train")
+    test, test_labels = read("test")
     if has_validation:
-        valid, valid_labels = read_split(name, "validation", data_dir=data_dir)
+        valid, valid_labels = read("validation")
         validation = "validation split"
     else:
         cut = len(train) - num_valid

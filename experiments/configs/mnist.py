@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 100
     config.train.num_epochs = 150
     config.train.steps_per_dispatch = 100  # steps fused in one lax.scan call
-    config.train.eval_every_epochs = 5
+    config.train.eval_every_epochs = 1
     config.train.checkpoint_every_steps = 10_000
     config.train.time_budget_s = 0.0  # 0: none; else stop training after this many seconds
     config.train.progress_bar = True
