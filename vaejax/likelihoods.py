@@ -94,9 +94,10 @@ def _range(x: np.ndarray) -> str:
     return f"[{float(x.min()):.6g}, {float(x.max()):.6g}]"
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-3, 1 - 1e-3)
-    return np.log(p) - np.log1p(-p)
+def _logit_of_mean(x: ArrayLike) -> np.ndarray:
+    """The logit of the per-dimension data mean, clipped away from 0 and 1: `[*event]`."""
+    p = np.clip(_host(x).astype(np.float64).mean(0), 1e-3, 1 - 1e-3)
+    return (np.log(p) - np.log1p(-p)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -139,7 +140,7 @@ class Bernoulli:
 
     def output_bias(self, x: ArrayLike) -> dict[str, np.ndarray]:
         """Decoder output bias that makes the initial mean the data mean (logit of pixel means)."""
-        return {"logits": _logit(_host(x).astype(np.float64).mean(0)).astype(np.float32)}
+        return {"logits": _logit_of_mean(x)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +329,7 @@ class ContinuousBernoulli:
 
     def output_bias(self, x: ArrayLike) -> dict[str, np.ndarray]:
         # The logit of the pixel mean: close to, not exactly, the CB mean; a good start either way.
-        return {"logits": _logit(_host(x).astype(np.float64).mean(0)).astype(np.float32)}
+        return {"logits": _logit_of_mean(x)}
 
 
 @dataclasses.dataclass(frozen=True)
