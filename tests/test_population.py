@@ -115,7 +115,7 @@ def test_population_of_4_matches_4_single_runs():
 
 def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monkeypatch):
     # Figures are tested elsewhere; here they only cost time.
-    monkeypatch.setattr(experiment, "_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
     config = _config(
         **{
             "data.data_dir": fake_dir,

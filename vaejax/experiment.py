@@ -65,7 +65,7 @@ def build_optimizer(cfg: ml_collections.ConfigDict, *, total_steps: int, steps_p
     return adam
 
 
-def _to_global(x: Any, sharding: NamedSharding) -> Any:
+def to_global(x: Any, sharding: NamedSharding) -> Any:
     """Host arrays -> global jax Arrays; works on one host and across hosts alike."""
     return jax.tree.map(
         lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
@@ -82,7 +82,7 @@ def _display(x: np.ndarray, info: dict) -> np.ndarray:
     return x
 
 
-def _chunk_sizes(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
+def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
     """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
     return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
 
@@ -126,8 +126,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = checkpointer.restore(state)
         log.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
     replicated = NamedSharding(mesh, PartitionSpec())
-    state = _to_global(state, replicated)
-    train_x = _to_global(d.train, replicated)
+    state = to_global(state, replicated)
+    train_x = to_global(d.train, replicated)
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     objective = train.Objective(**config.objective)
     train_chunk = train.make_train_chunk(
@@ -157,9 +157,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 )
             )
             perm_epoch = epoch
-        n = _chunk_sizes(offset, steps_per_epoch, config.train.steps_per_dispatch)
+        n = chunk_size(offset, steps_per_epoch, config.train.steps_per_dispatch)
         state, metrics = train_chunk(
-            state, train_x, _to_global(perm[offset : offset + n], idx_sharding), k_train
+            state, train_x, to_global(perm[offset : offset + n], idx_sharding), k_train
         )
         metrics = jax.device_get(metrics)  # the one host read per chunk
         bad = np.flatnonzero(~np.isfinite(metrics["loss"]))
@@ -217,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             test["bits_per_dim"] = bpd
     valid = evaluate.elbo_summary(model, params, d.valid, k_eval)
     writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
-    figures = _figures(model, params, d, workdir, jax.random.fold_in(k_eval, 2))
+    figures = write_figures(model, params, d, workdir, jax.random.fold_in(k_eval, 2))
     writer.close()
     checkpointer.close()
     results = {
@@ -237,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return results
 
 
-def _figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> list[str]:
+def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> list[str]:
     """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter."""
     encode, decode = networks.bind(model, params)
     mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))

@@ -275,9 +275,9 @@ def train_and_evaluate_population(
         states = checkpointer.restore(states)
         log.info("Resumed population from step %d", int(states.step[0]))
     replicated = NamedSharding(mesh, PartitionSpec())
-    states = experiment._to_global(states, replicated)
+    states = experiment.to_global(states, replicated)
     train_x = first.train if shared else np.stack([d.train for d in member_data])
-    train_x = experiment._to_global(train_x, replicated)
+    train_x = experiment.to_global(train_x, replicated)
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
     keys = jnp.stack(k_train)
     betas = jnp.asarray([o.beta for o in objectives], jnp.float32)
@@ -310,8 +310,8 @@ def train_and_evaluate_population(
                 ]
             )
             perm_epoch = epoch
-        n = experiment._chunk_sizes(offset, steps_per_epoch, config.train.steps_per_dispatch)
-        idx = experiment._to_global(perms[:, offset : offset + n], idx_sharding)
+        n = experiment.chunk_size(offset, steps_per_epoch, config.train.steps_per_dispatch)
+        idx = experiment.to_global(perms[:, offset : offset + n], idx_sharding)
         states, metrics = chunk_fn(states, train_x, idx, keys, betas)
         metrics = jax.device_get(metrics)  # the one host read per chunk: {name: [P, n]}
         step += n
@@ -383,7 +383,7 @@ def train_and_evaluate_population(
                 test["bits_per_dim"] = bpd
         valid = evaluate.elbo_summary(model, params, d.valid, k_eval[i])
         writers[i].write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
-        figures = experiment._figures(
+        figures = experiment.write_figures(
             model, params, d, member_dirs[i], jax.random.fold_in(k_eval[i], 2)
         )
         writers[i].close()
