@@ -81,6 +81,31 @@ def test_chunk_equals_steps_one_by_one(objective):
     assert int(fused.step) == 4
 
 
+def test_conv_chunk_equals_steps_one_by_one():
+    """On CPU a model with convolutions runs its chunk one step per dispatch (XLA:CPU is slow on
+    convolutions inside loops); the result is still the plain steps'."""
+    x = (RNG.random((16, 8, 8, 1)) < 0.4).astype(np.float32)
+    lik = likelihoods.Bernoulli()
+    model = networks.conv_vae(data_shape=(8, 8, 1), likelihood=lik, latent_dim=2)
+    # SGD: Adam's division by sqrt(v) would amplify rounding in near-zero gradients.
+    state = train.create_train_state(jax.random.key(0), model, x, optax.sgd(1e-2))
+    mesh = train.data_mesh(jax.devices()[:1])
+    objective = train.Objective()
+    chunk = train.make_train_chunk(model=model, objective=objective, mesh=mesh)
+    key, idx = jax.random.key(3), np.arange(12, dtype=np.int32).reshape(3, 4)
+    s, losses = state, []
+    for i in range(3):
+        s, m = train.train_step(
+            s, jnp.asarray(x[idx[i]]), jax.random.fold_in(key, i), model=model, objective=objective
+        )
+        losses.append(m["loss"])
+    fused, metrics = chunk(jax.tree.map(jnp.copy, state), jnp.asarray(x), jnp.asarray(idx), key)
+    assert metrics["loss"].shape == (3,) and int(fused.step) == 3
+    np.testing.assert_allclose(metrics["loss"], np.array(losses), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(fused.params), jax.tree.leaves(s.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_warmup_and_free_bits():
     obj = train.Objective(beta=2.0, warmup_steps=4)
     np.testing.assert_allclose(

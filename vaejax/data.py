@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.typing import ArrayLike
 
+from vaejax import prng
+
 PREPROCESSINGS = ("dynamic_binarize", "static_binarize", "unit_interval", "standardize", "integer")
 
 # Image datasets with a uint8 `image` feature that this pipeline has been written for.
@@ -198,7 +200,7 @@ def binarize(key: jax.Array, x: ArrayLike) -> jax.Array:
     size, half = x.size, (x.size + 1) // 2
     # Pixel i takes the high half of word i, pixel half + i the low half; odd sizes pad one.
     pairs = jnp.pad(x.reshape(-1), (0, 2 * half - size)).reshape(2, half)
-    words = jax.random.bits(key, (half,), jnp.uint32)
+    words = jax.random.bits(prng.fast(key), (half,), jnp.uint32)  # = jax.random.bits(key, ...)
     noise = jnp.stack([words >> 16, words & 0xFFFF]).astype(jnp.float32)  # [2, half]
     # Exact in float32 (17-bit integers, a power-of-two scale). Slicing and stacking the noise
     # this way fuses; `jax.random.bits(..., jnp.uint16)` splits words too but ran no faster here.

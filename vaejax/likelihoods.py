@@ -50,13 +50,30 @@ def softplus(t: ArrayLike) -> jax.Array:
 
 @softplus.defjvp
 def _softplus_jvp(primals, tangents):
+    # The derivative, sigmoid(t), from the same e^-|t| as the value: one exp per element, not two.
     (t,), (dt,) = primals, tangents
-    return softplus(t), jax.nn.sigmoid(t) * dt
+    t = jnp.asarray(t)
+    e = jnp.exp(-jnp.abs(t))
+    value = jnp.maximum(t, 0.0) + jnp.log1p(e)
+    sigmoid = jnp.where(t >= 0, 1.0, e) / (1.0 + e)
+    return value, sigmoid * dt
 
 
 def _sum_event(values: jax.Array) -> jax.Array:
     """Sums over every axis but the first: `[B, ...] -> [B]`."""
     return values.reshape(values.shape[0], -1).sum(axis=1)
+
+
+def _flat(a: jax.Array, num_trailing: int = 0) -> jax.Array:
+    """`[B, *event, *trailing] -> [B, prod(event), *trailing]`, keeping `num_trailing` axes.
+
+    The log-densities compute on flat events because XLA:CPU vectorizes along the last axis,
+    and images end in a channel axis of size 1 (MNIST is `[B, 28, 28, 1]`): on
+    `[20, 100, 28, 28, 1]` decoder outputs the Bernoulli terms and their sum ran 25x slower here
+    than on `[20, 100, 784]`.
+    """
+    trailing = a.shape[a.ndim - num_trailing :]
+    return a.reshape(a.shape[0], -1, *trailing)
 
 
 def _validate(lik: Likelihood, params: Params, x: jax.Array) -> None:
@@ -115,7 +132,7 @@ class Bernoulli:
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
-        logits = params["logits"]
+        x, logits = _flat(x), _flat(params["logits"])
         # x*l - log(1 + e^l): exact and stable for any logit.
         return _sum_event(x * logits - softplus(logits))
 
@@ -163,7 +180,7 @@ class Gaussian:
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
-        r = (x - params["mean"]) / self.scale
+        r = (_flat(x) - _flat(params["mean"])) / self.scale
         return _sum_event(-0.5 * jnp.square(r) - math.log(self.scale) - 0.5 * _LOG_2PI)
 
     def mean(self, params: Params) -> jax.Array:
@@ -212,11 +229,10 @@ class LearnedGaussian:
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
+        log_var = _flat(params["log_var"])
         if self.variance_floor > 0:
-            log_var = jnp.logaddexp(params["log_var"], math.log(self.variance_floor))
-        else:
-            log_var = params["log_var"]
-        sq = jnp.square(x - params["mean"]) * jnp.exp(-log_var)
+            log_var = jnp.logaddexp(log_var, math.log(self.variance_floor))
+        sq = jnp.square(_flat(x) - _flat(params["mean"])) * jnp.exp(-log_var)
         return _sum_event(-0.5 * (sq + log_var + _LOG_2PI))
 
     def mean(self, params: Params) -> jax.Array:
@@ -299,7 +315,7 @@ class ContinuousBernoulli:
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
-        logits = params["logits"]
+        x, logits = _flat(x), _flat(params["logits"])
         return _sum_event(x * logits - softplus(logits) + cb_log_normalizer(logits))
 
     def mean(self, params: Params) -> jax.Array:
@@ -354,8 +370,8 @@ class Categorical:
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
-        log_p = jax.nn.log_softmax(params["logits"], axis=-1)
-        picked = jnp.take_along_axis(log_p, x.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+        log_p = jax.nn.log_softmax(_flat(params["logits"], num_trailing=1), axis=-1)
+        picked = jnp.take_along_axis(log_p, _flat(x).astype(jnp.int32)[..., None], axis=-1)[..., 0]
         return _sum_event(picked)
 
     def mean(self, params: Params) -> jax.Array:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from vaejax import prng
 from vaejax.likelihoods import softplus
 
 Params = Mapping[str, jax.Array]
@@ -85,6 +86,7 @@ class DiagonalGaussian:
         """z = mean + std * eps: `[B, D]`, or `[S, B, D]` when `num_samples` is given."""
         mean = params["mean"]
         std = self.stddev(params)
+        key = prng.fast(key)  # the same draws as `key`, without threefry's CPU loop
         if num_samples is None:
             return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
         _check_num_samples(num_samples)

@@ -1,0 +1,512 @@
+"""Training throughput: vaejax's loop against a typical JAX example loop, with FLOP accounting.
+
+  python -m benchmarks.throughput            # all models, about 10 minutes on a 2-core CPU
+  python -m benchmarks.throughput --quick    # seconds: tiny step counts, for the tests
+
+For each model, in this one process and on the same synthetic binary data of MNIST's shape:
+
+  reference  the loop typical examples write (flax `examples/vae` style): its own Flax modules,
+             `optax.adam`, one jitted step per dispatch, a numpy batch gathered and copied from
+             the host every step, the key split on the host, the loss pulled every step;
+  vaejax     the library's loop as `vaejax/experiment.py` runs it: `train.make_train_chunk`
+             (a `lax.scan` over `steps_per_dispatch` steps from the experiment config, batches
+             gathered on device from the resident training set, state donated), one host read
+             of the metrics per chunk;
+  bound      only the step's matmuls (`benchmarks.common.matmul_replay`): this machine's
+             float32 matmul speed on the model's own shapes, so `vaejax / bound` is the fraction
+             of the hardware's FLOP bound the step reaches.
+
+The three are timed in turn, `--repeats` times in alternating order, and each ratio is the
+median of its per-repeat ratios, so load from other jobs on the machine moves both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import NamedSharding, PartitionSpec
+
+from benchmarks import common
+from experiments.configs import burda2015 as burda_config
+from experiments.configs import mnist as mnist_config
+from vaejax import data, likelihoods, networks, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One benchmarked model; `steps_per_dispatch` is what its experiment config uses."""
+
+    name: str
+    description: str
+    batch_size: int
+    kind: str  # "mlp" | "conv"
+    latent_dim: int
+    hidden_sizes: tuple[int, ...] = ()
+    activation: str = "relu"
+    steps_per_dispatch: int = 100
+
+
+def models() -> dict[str, Model]:
+    default = mnist_config.get_config().train.steps_per_dispatch
+    burda = burda_config.get_config().train.steps_per_dispatch
+    specs = [
+        Model("mlp500", "784-500-20 ReLU MLP, batch 128", 128, "mlp", 20, (500,), "relu", default),
+        Model(
+            "burda_b20", "784-200-200-50 tanh, batch 20", 20, "mlp", 50, (200, 200), "tanh", burda
+        ),
+        Model(
+            "burda_b100",
+            "784-200-200-50 tanh, batch 100",
+            100,
+            "mlp",
+            50,
+            (200, 200),
+            "tanh",
+            default,
+        ),
+        # On CPU a conv step runs one jitted step per dispatch (see `train.make_train_chunk`), so
+        # its chunk length only sets how often metrics are read; 5 keeps the timed runs short.
+        Model("conv", "conv_vae, latent 32, batch 100", 100, "conv", 32, steps_per_dispatch=5),
+    ]
+    return {m.name: m for m in specs}
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+class RefMLPEncoder(nn.Module):
+    hidden_sizes: Sequence[int]
+    latent_dim: int
+    activation: Callable
+
+    @nn.compact
+    def __call__(self, x):
+        h = x.reshape(x.shape[0], -1)
+        for size in self.hidden_sizes:
+            h = self.activation(nn.Dense(size)(h))
+        return nn.Dense(self.latent_dim)(h), nn.Dense(self.latent_dim)(h)
+
+
+class RefMLPDecoder(nn.Module):
+    hidden_sizes: Sequence[int]
+    data_shape: tuple[int, ...]
+    activation: Callable
+
+    @nn.compact
+    def __call__(self, z):
+        h = z
+        for size in self.hidden_sizes:
+            h = self.activation(nn.Dense(size)(h))
+        return nn.Dense(math.prod(self.data_shape))(h).reshape(-1, *self.data_shape)
+
+
+class RefConvEncoder(nn.Module):
+    latent_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Conv(32, (3, 3), strides=(2, 2))(x))
+        h = nn.relu(nn.Conv(64, (3, 3), strides=(2, 2))(h))
+        h = nn.relu(nn.Dense(256)(h.reshape(h.shape[0], -1)))
+        return nn.Dense(self.latent_dim)(h), nn.Dense(self.latent_dim)(h)
+
+
+class RefConvDecoder(nn.Module):
+    data_shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, z):
+        h, w, c = self.data_shape
+        x = nn.relu(nn.Dense(256)(z))
+        x = nn.relu(nn.Dense(h // 4 * w // 4 * 64)(x)).reshape(-1, h // 4, w // 4, 64)
+        x = nn.relu(nn.ConvTranspose(64, (3, 3), strides=(2, 2))(x))
+        x = nn.relu(nn.ConvTranspose(32, (3, 3), strides=(2, 2))(x))
+        return nn.Conv(c, (1, 1))(x)
+
+
+class RefVAE(nn.Module):
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __call__(self, x, key):
+        mean, logvar = self.encoder(x)
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        return self.decoder(z), mean, logvar
+
+
+def reference_model(m: Model) -> RefVAE:
+    if m.kind == "conv":
+        return RefVAE(RefConvEncoder(m.latent_dim), RefConvDecoder(common.MNIST_SHAPE))
+    act = networks.activation(m.activation)
+    return RefVAE(
+        RefMLPEncoder(m.hidden_sizes, m.latent_dim, act),
+        RefMLPDecoder(m.hidden_sizes[::-1], common.MNIST_SHAPE, act),
+    )
+
+
+def reference_step(model: RefVAE) -> Callable:
+    """The typical example's step: jitted, not donated, metrics returned every step."""
+
+    @jax.jit
+    def step(state, batch, key):
+        def loss_fn(params):
+            logits, mean, logvar = model.apply({"params": params}, batch, key)
+            bce = optax.sigmoid_binary_cross_entropy(logits, batch).reshape(len(batch), -1)
+            bce = bce.sum(-1).mean()
+            kl = -0.5 * jnp.sum(1 + logvar - jnp.square(mean) - jnp.exp(logvar), -1).mean()
+            return bce + kl, {"loss": bce + kl, "bce": bce, "kl": kl}
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        return state.apply_gradients(grads=grads), metrics
+
+    return step
+
+
+class ReferenceLoop:
+    """Host-driven: numpy batches, host key splits, one dispatch and one host read per step."""
+
+    def __init__(self, m: Model, x: np.ndarray, seed: int = 0):
+        self.model = reference_model(m)
+        key = jax.random.key(seed)
+        params = self.model.init(key, x[: m.batch_size], key)["params"]
+        self.state = train_state.TrainState.create(
+            apply_fn=self.model.apply, params=params, tx=optax.adam(1e-3)
+        )
+        self.step_fn = reference_step(self.model)
+        self.x, self.batch_size = x, m.batch_size
+        self.rng = np.random.default_rng(seed)
+        self.key = jax.random.key(seed + 1)
+        self.perm, self.position = self._new_epoch(), 0
+
+    def _new_epoch(self) -> np.ndarray:
+        n = len(self.x) // self.batch_size
+        return self.rng.permutation(len(self.x))[: n * self.batch_size].reshape(n, -1)
+
+    def run(self, num_steps: int) -> float:
+        loss = math.nan
+        for _ in range(num_steps):
+            if self.position == len(self.perm):
+                self.perm, self.position = self._new_epoch(), 0
+            batch = self.x[self.perm[self.position]]
+            self.position += 1
+            self.key, key = jax.random.split(self.key)
+            self.state, metrics = self.step_fn(self.state, batch, key)
+            loss = float(metrics["loss"])
+        return loss
+
+
+# ----------------------------------------------------------------------------- vaejax
+
+
+def vaejax_model(m: Model) -> networks.VAE:
+    likelihood = likelihoods.Bernoulli()
+    if m.kind == "conv":
+        return networks.conv_vae(
+            data_shape=common.MNIST_SHAPE, likelihood=likelihood, latent_dim=m.latent_dim
+        )
+    return networks.mlp_vae(
+        data_shape=common.MNIST_SHAPE,
+        likelihood=likelihood,
+        latent_dim=m.latent_dim,
+        hidden_sizes=m.hidden_sizes,
+        activation=m.activation,
+    )
+
+
+class VaejaxLoop:
+    """`vaejax/experiment.py`'s loop: epoch-aligned chunks of `steps_per_dispatch` steps."""
+
+    def __init__(
+        self,
+        m: Model,
+        x: np.ndarray,
+        *,
+        steps_per_dispatch: int,
+        dynamic_binarization: bool = False,
+        seed: int = 0,
+    ):
+        self.model = vaejax_model(m)
+        self.objective = train.Objective()
+        mesh = train.data_mesh()
+        train.check_batch_size(m.batch_size, mesh)
+        likelihood = self.model.likelihood
+        self.state = jax.device_put(
+            train.create_train_state(
+                jax.random.key(seed),
+                self.model,
+                x,
+                optax.adam(1e-3),
+                output_bias=likelihood.output_bias(x),
+            ),
+            NamedSharding(mesh, PartitionSpec()),
+        )
+        self.train_x = jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+        self.idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+        self.chunk = train.make_train_chunk(
+            model=self.model,
+            objective=self.objective,
+            mesh=mesh,
+            dynamic_binarization=dynamic_binarization,
+        )
+        self.dynamic_binarization = dynamic_binarization
+        self.num_examples, self.batch_size = len(x), m.batch_size
+        self.steps_per_epoch = len(x) // m.batch_size
+        self.steps_per_dispatch = steps_per_dispatch
+        self.key_train, self.key_data = jax.random.split(jax.random.key(seed + 1))
+        self.step, self.perm, self.perm_epoch = 0, None, -1
+
+    def chunk_lengths(self) -> set[int]:
+        """The distinct chunk lengths an epoch uses (each compiles once)."""
+        spd, spe = self.steps_per_dispatch, self.steps_per_epoch
+        return {min(spd, spe - o) for o in range(0, spe, spd)}
+
+    def run(self, num_steps: int) -> float:
+        """Runs whole chunks until at least `num_steps` steps are done; returns the steps run."""
+        done, loss = 0, math.nan
+        while done < num_steps:
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
+            if epoch != self.perm_epoch:
+                self.perm = np.asarray(
+                    data.epoch_permutation(
+                        jax.random.fold_in(self.key_data, epoch), self.num_examples, self.batch_size
+                    )
+                )
+                self.perm_epoch = epoch
+            n = min(
+                self.steps_per_dispatch - offset % self.steps_per_dispatch,
+                self.steps_per_epoch - offset,
+            )
+            idx = jax.device_put(self.perm[offset : offset + n], self.idx_sharding)
+            self.state, metrics = self.chunk(self.state, self.train_x, idx, self.key_train)
+            metrics = jax.device_get(metrics)  # the one host read per chunk
+            if not np.all(np.isfinite(metrics["loss"])):
+                raise FloatingPointError(f"non-finite loss at step {self.step}")
+            loss = float(np.mean(metrics["loss"]))
+            self.step += n
+            done += n
+        self.last_loss = loss
+        return done
+
+    def warm_up(self) -> None:
+        """Compiles every chunk length the timed runs will meet."""
+        x = self.train_x
+        for n in sorted(self.chunk_lengths()):
+            idx = jax.device_put(np.zeros((n, self.batch_size), np.int32), self.idx_sharding)
+            # A copy of the state: the chunk donates it, and warm-up must not train.
+            state = jax.tree.map(jnp.copy, self.state)
+            jax.block_until_ready(self.chunk(state, x, idx, self.key_train))
+
+    def single_step(self) -> tuple[Callable, tuple]:
+        """vaejax's train step on one batch, unjitted, and its arguments (for FLOP counting)."""
+        fn = lambda state, batch, key: train.train_step(
+            state,
+            batch,
+            key,
+            model=self.model,
+            objective=self.objective,
+            dynamic_binarization=self.dynamic_binarization,
+        )
+        batch = self.train_x[: self.batch_size]
+        return fn, (self.state, batch, jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def benchmark(m: Model, x: np.ndarray, *, repeats: int, seconds: float, quick: bool) -> dict:
+    """Times the reference, vaejax and the matmul bound for one model; medians of repeats."""
+    spd = 4 if quick else m.steps_per_dispatch
+    ref = ReferenceLoop(m, x)
+    vjx = VaejaxLoop(m, x, steps_per_dispatch=spd)
+
+    # Compile everything first.
+    ref.run(2)
+    vjx.warm_up()
+    step_fn, step_args = vjx.single_step()
+    ops = common.matmul_ops(step_fn, *step_args)
+    matmul_flops = common.total_flops(ops)
+    xla_flops = common.xla_flops(jax.jit(step_fn), *step_args)
+    ref_ops = common.matmul_ops(ref.step_fn, ref.state, x[: m.batch_size], jax.random.key(0))
+    bound = common.matmul_bound(ops)
+    bound(1)  # compiles the replay
+
+    # Steps per timed run: about `seconds` of vaejax, in whole chunks.
+    t_chunk = _timed(lambda: vjx.run(spd)) / spd
+    steps = max(spd, int(seconds / t_chunk) // spd * spd)
+    bound_calls = max(1, steps // 4)
+
+    rates: dict[str, list[float]] = {"reference": [], "vaejax": [], "bound": []}
+    memory: dict[str, float] = {"reference": 0.0, "vaejax": 0.0}
+    runs = {
+        "reference": lambda: steps / _timed(lambda: ref.run(steps)),
+        "vaejax": lambda: _vaejax_rate(vjx, steps),
+        "bound": lambda: 1.0 / bound(bound_calls),
+    }
+    for r in range(repeats):
+        order = ("reference", "vaejax", "bound") if r % 2 == 0 else ("vaejax", "reference", "bound")
+        for name in order:
+            with common.peak_rss() as mem:
+                rates[name].append(runs[name]())
+            if name in memory:
+                memory[name] = max(memory[name], mem["peak_mb"])
+
+    ratio = [v / r for v, r in zip(rates["vaejax"], rates["reference"], strict=True)]
+    fraction = [v / b for v, b in zip(rates["vaejax"], rates["bound"], strict=True)]
+    med = {k: common.median(v) for k, v in rates.items()}
+    return {
+        "model": m.name,
+        "description": m.description,
+        "batch_size": m.batch_size,
+        "steps_per_dispatch": spd,
+        "steps_per_run": steps,
+        "repeats": repeats,
+        "reference_steps_per_s": med["reference"],
+        "vaejax_steps_per_s": med["vaejax"],
+        "bound_steps_per_s": med["bound"],
+        "reference_examples_per_s": med["reference"] * m.batch_size,
+        "vaejax_examples_per_s": med["vaejax"] * m.batch_size,
+        "speedup": common.median(ratio),
+        "speedup_range": common.spread(ratio),
+        "fraction_of_bound": common.median(fraction),
+        "fraction_range": common.spread(fraction),
+        "reference_fraction_of_bound": common.median(
+            [r / b for r, b in zip(rates["reference"], rates["bound"], strict=True)]
+        ),
+        "matmul_flops_per_step": matmul_flops,
+        "reference_matmul_flops_per_step": common.total_flops(ref_ops),
+        "xla_flops_per_step": xla_flops,
+        "matmul_gflops_on_model_shapes": matmul_flops * med["bound"] / 1e9,
+        "vaejax_gflops": matmul_flops * med["vaejax"] / 1e9,
+        "reference_peak_rss_mb": memory["reference"],
+        "vaejax_peak_rss_mb": memory["vaejax"],
+        "device_peak_mb": common.device_peak_mb(),
+        "rates": rates,
+        "final_loss": {"reference": ref.run(1), "vaejax": vjx.last_loss},
+    }
+
+
+def _vaejax_rate(loop: VaejaxLoop, steps: int) -> float:
+    start = time.perf_counter()
+    done = loop.run(steps)
+    return done / (time.perf_counter() - start)
+
+
+HEADERS = (
+    "model",
+    "batch",
+    "ref steps/s",
+    "vaejax steps/s",
+    "ref ex/s",
+    "vaejax ex/s",
+    "speedup (range)",
+    "matmul GFLOP/step",
+    "XLA GFLOP/step",
+    "bound steps/s",
+    "matmul GFLOP/s",
+    "vaejax % of bound (range)",
+    "ref % of bound",
+    "peak RSS MB ref/vaejax",
+)
+
+
+def row(res: dict) -> list:
+    return [
+        res["description"],
+        res["batch_size"],
+        res["reference_steps_per_s"],
+        res["vaejax_steps_per_s"],
+        res["reference_examples_per_s"],
+        res["vaejax_examples_per_s"],
+        f"{res['speedup']:.2f}x ({res['speedup_range']})",
+        res["matmul_flops_per_step"] / 1e9,
+        (res["xla_flops_per_step"] or math.nan) / 1e9,
+        res["bound_steps_per_s"],
+        res["matmul_gflops_on_model_shapes"],
+        f"{100 * res['fraction_of_bound']:.0f}% ({res['fraction_range']})",
+        f"{100 * res['reference_fraction_of_bound']:.0f}%",
+        f"{res['reference_peak_rss_mb']:.0f}/{res['vaejax_peak_rss_mb']:.0f}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny step counts (seconds)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated, of {list(models())} (default: all; with --quick the first two)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="alternating repeats (10)")
+    parser.add_argument("--seconds", type=float, default=None, help="per timed run (1.0)")
+    parser.add_argument("--num_train", type=int, default=None, help="synthetic examples (50000)")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    specs = models()
+    default = list(specs)[:2] if args.quick else list(specs)
+    names = args.models.split(",") if args.models else default
+    unknown = sorted(set(names) - set(specs))
+    if unknown:
+        parser.error(f"unknown models {unknown}; valid: {sorted(specs)}")
+    repeats = args.repeats or (1 if args.quick else 10)
+    seconds = args.seconds or (0.0 if args.quick else 1.0)
+    num_train = args.num_train or (512 if args.quick else 50_000)
+
+    print(common.describe_machine(), flush=True)
+    peak = common.square_matmul_gflops(256 if args.quick else 2048)
+    print(f"float32 square matmul peak: {peak:.0f} GFLOP/s", flush=True)
+    x = common.synthetic_binary_images(num_train)
+    results = []
+    for name in names:
+        # A conv step takes about a second here: fewer repeats keep the run in minutes.
+        n = min(repeats, 3) if specs[name].kind == "conv" else repeats
+        res = benchmark(specs[name], x, repeats=n, seconds=seconds, quick=args.quick)
+        results.append(res)
+        print(
+            f"{name}: reference {res['reference_steps_per_s']:.1f} steps/s "
+            f"({res['reference_examples_per_s']:.0f} ex/s), vaejax "
+            f"{res['vaejax_steps_per_s']:.1f} steps/s ({res['vaejax_examples_per_s']:.0f} ex/s), "
+            f"ratio {res['speedup']:.2f}x [{res['speedup_range']}]; "
+            f"{res['matmul_flops_per_step'] / 1e6:.1f} MFLOP/step in matmuls (jaxpr count), "
+            f"{(res['xla_flops_per_step'] or math.nan) / 1e6:.1f} (XLA cost_analysis); "
+            f"bound {res['bound_steps_per_s']:.1f} steps/s at "
+            f"{res['matmul_gflops_on_model_shapes']:.0f} GFLOP/s on the model's shapes; "
+            f"vaejax at {100 * res['fraction_of_bound']:.0f}% of it [{res['fraction_range']}], "
+            f"reference at {100 * res['reference_fraction_of_bound']:.0f}%; "
+            f"peak RSS {res['reference_peak_rss_mb']:.0f} / {res['vaejax_peak_rss_mb']:.0f} MB"
+            + (
+                f"; device peak {res['device_peak_mb']:.0f} MB"
+                if res["device_peak_mb"] is not None
+                else ""
+            ),
+            flush=True,
+        )
+    print()
+    print(common.markdown_table(HEADERS, [row(r) for r in results]))
+    print(f"\nprocess peak RSS {common.max_rss_mb():.0f} MB; {common.describe_machine()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": common.machine(), "results": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
