@@ -234,7 +234,7 @@ class VaejaxLoop:
         x: np.ndarray,
         *,
         steps_per_dispatch: int,
-        dynamic_binarization: bool = False,
+        data_noise: str | None = None,
         seed: int = 0,
     ):
         self.model = vaejax_model(m)
@@ -258,9 +258,9 @@ class VaejaxLoop:
             model=self.model,
             objective=self.objective,
             mesh=mesh,
-            dynamic_binarization=dynamic_binarization,
+            data_noise=data_noise,
         )
-        self.dynamic_binarization = dynamic_binarization
+        self.data_noise = data_noise
         self.num_examples, self.batch_size = len(x), m.batch_size
         self.steps_per_epoch = len(x) // m.batch_size
         self.steps_per_dispatch = steps_per_dispatch
@@ -316,7 +316,7 @@ class VaejaxLoop:
             key,
             model=self.model,
             objective=self.objective,
-            dynamic_binarization=self.dynamic_binarization,
+            data_noise=self.data_noise,
         )
         batch = self.train_x[: self.batch_size]
         return fn, (self.state, batch, jax.random.key(0))

@@ -107,6 +107,14 @@ def test_preprocessing_shapes_dtypes_ranges(fake_dir, preprocessing):
     elif preprocessing == "dynamic_binarize":
         np.testing.assert_allclose(d.train, raw / 255.0, rtol=1e-6)
         assert binary(d.valid) and binary(d.test)
+    elif preprocessing == "dequantize":
+        np.testing.assert_allclose(d.train, raw / 256.0, rtol=1e-6)
+        # Valid and test: each pixel somewhere in its own bin, (k + u) / 256, never on its edge.
+        for split, k in ((d.valid, fake_images("mnist", "train")[50:]), (d.test, None)):
+            if k is not None:
+                u = split * 256.0 - k
+                assert u.min() > 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+            assert 0 < split.min() and split.max() < 1
     elif preprocessing == "static_binarize":
         assert all(binary(s) for s in splits)
         # The binarized pixels follow the intensities.
@@ -120,7 +128,22 @@ def test_preprocessing_shapes_dtypes_ranges(fake_dir, preprocessing):
         np.testing.assert_allclose(back, fake_images("mnist", "train")[50:], atol=1e-3)
 
 
-@pytest.mark.parametrize("preprocessing", ["static_binarize", "dynamic_binarize"])
+def test_dequantize_is_uniform_within_each_bin():
+    x = jnp.full((200_000,), 7 / 256.0)
+    y = np.asarray(data.dequantize(jax.random.key(0), x))
+    u = y * 256.0 - 7
+    assert 0 <= u.min() and u.max() < 1
+    # U(0, 1): mean 1/2, variance 1/12, within a few standard errors.
+    assert abs(u.mean() - 0.5) < 3 * (1 / 12 / len(u)) ** 0.5 * 2
+    assert abs(u.var() - 1 / 12) < 0.002
+
+
+def test_dequantize_rejects_binary_datasets(fake_dir):
+    with pytest.raises(ValueError, match="8-bit images.*binarize"):
+        data.load("binarized_mnist", preprocessing="dequantize", data_dir=fake_dir, num_valid=10)
+
+
+@pytest.mark.parametrize("preprocessing", ["static_binarize", "dynamic_binarize", "dequantize"])
 def test_binarized_splits_depend_only_on_seed(fake_dir, preprocessing):
     load = lambda seed: data.load(
         "mnist", preprocessing=preprocessing, data_dir=fake_dir, num_valid=10, seed=seed

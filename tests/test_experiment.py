@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import test as test_config
-from vaejax import experiment, train
+from vaejax import data as data_lib
+from vaejax import experiment, likelihoods, networks, train
 from vaejax.checkpoints import Checkpointer
 from vaejax.writers import read_metrics
 
@@ -109,8 +110,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_dir, tmp_
     workdir = tmp_path / "nan"
     with pytest.raises(
         experiment.NonFiniteLossError, match=r"at step 7.*last good checkpoint \(step 4\)"
-    ):
+    ) as raised:
         experiment.train_and_evaluate(_config(fake_dir), str(workdir))
+    assert raised.value.step == 7
     assert Checkpointer(workdir).latest_step() == 4  # the chunk with the NaN was not saved
 
 
@@ -118,6 +120,36 @@ def test_bad_data_for_the_likelihood_fails_at_start(fake_dir, tmp_path):
     config = _config(fake_dir, **{"data.preprocessing": "unit_interval"})
     with pytest.raises(ValueError, match=r"Bernoulli likelihood needs data in \{0, 1\}"):
         experiment.train_and_evaluate(config, str(tmp_path / "bad"))
+
+
+def _features(sizes=(40, 16, 16), dim=5) -> data_lib.Data:
+    rng = np.random.default_rng(0)
+    splits = [(rng.normal(size=(n, dim)) * 100 + 7).astype(np.float32) for n in sizes]
+    labels = [np.arange(n, dtype=np.int32) % 3 for n in sizes]
+    return data_lib.Data(*splits, *labels, {"name": "features", "preprocessing": "none"})
+
+
+def test_own_model_and_data_replace_the_configured_ones(tmp_path):
+    """Tabular [N, D] data and a model built by hand; the config's data and model are unused."""
+    config = test_config.get_config()
+    config.data.name = "no_such_dataset"  # never loaded
+    model = networks.mlp_vae(
+        data_shape=(5,),
+        likelihood=likelihoods.LearnedGaussian(shared_variance=True),
+        latent_dim=2,
+        hidden_sizes=(8,),
+    )
+    workdir = tmp_path / "own"
+    results = experiment.train_and_evaluate(config, str(workdir), model=model, data=_features())
+    files = set(os.listdir(workdir))
+    assert {"results.json", "curves.png", "latent_codes.png"} <= files
+    assert not files & {"samples.png", "reconstructions.png", "latent_manifold.png"}  # no images
+    assert results["steps"] == 2 * (40 // 8)  # not dynamically binarized: info says "none"
+    assert np.isfinite(results["test"]["nll_20"]) and "bits_per_dim" not in results["test"]
+    assert results["data_info"]["name"] == "features" and "LearnedGaussian" in results["model"]
+    params = Checkpointer(workdir).restore()["params"]  # no target: the tree as saved
+    assert params["decoder"]["log_var"].shape == ()  # the one learned scalar was trained
+    assert float(params["decoder"]["log_var"]) != 0.0
 
 
 @pytest.mark.parametrize(

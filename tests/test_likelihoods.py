@@ -81,6 +81,29 @@ def test_learned_gaussian_floor_bounds_the_density():
             assert lp[1] > lp[0] + 15
 
 
+@pytest.mark.parametrize("floor", [0.0, 1e-3])
+def test_shared_variance_is_one_learned_scalar_and_matches_scipy(floor):
+    lik = L.LearnedGaussian(variance_floor=floor, shared_variance=True)
+    assert lik.param_shapes(SHAPE) == {"mean": SHAPE, "log_var": ()}
+    mean = RNG.normal(size=(B, *SHAPE)).astype(np.float32)
+    log_var = RNG.normal(0, 2, (B,)).astype(np.float32)  # one value per example: [B]
+    x = RNG.normal(size=(B, *SHAPE)).astype(np.float32)
+    params = {"mean": jnp.asarray(mean), "log_var": jnp.asarray(log_var)}
+    got = lik.log_prob(params, x)
+    std = np.sqrt(floor + np.exp(log_var.astype(np.float64)))[:, None, None]
+    want = stats.norm.logpdf(x, mean, std).reshape(B, -1).sum(1)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    draws = lik.sample(jax.random.key(0), {**params, "mean": jnp.zeros((B, 2000))})
+    np.testing.assert_allclose(np.std(np.asarray(draws), axis=1), std[:, 0, 0], rtol=0.1)
+
+
+def test_shared_variance_output_bias_is_the_mean_variance():
+    x = RNG.normal(size=(500, 6)) * np.arange(1, 7)
+    bias = L.LearnedGaussian(variance_floor=0.0, shared_variance=True).output_bias(x)
+    assert bias["log_var"].shape == () and bias["mean"].shape == (6,)
+    np.testing.assert_allclose(np.exp(bias["log_var"]), x.var(0).mean(), rtol=1e-5)
+
+
 def _cb_log_norm_f64(logits):
     """log C(lambda) in float64 from its definition in lambda (eq. 7 of the CB paper).
 

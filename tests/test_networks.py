@@ -112,6 +112,36 @@ def test_output_bias_sets_the_initial_mean(arch):
         np.testing.assert_allclose(bias, lik.output_bias(x)["logits"].mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_shared_variance_is_a_decoder_scalar_that_learns(arch):
+    lik = L.LearnedGaussian(shared_variance=True)
+    kw = {"hidden_sizes": (16,)} if arch == "mlp" else {}
+    model = N.PRESETS[arch](data_shape=(28, 28, 1), likelihood=lik, latent_dim=2, **kw)
+    x = jnp.asarray(RNG.normal(size=(5, 28, 28, 1)), jnp.float32)
+    params = N.init(model, jax.random.key(0), x)
+    assert params["decoder"]["log_var"].shape == ()  # a param, not a head
+    assert "log_var" not in {k for k, v in params["decoder"].items() if isinstance(v, dict)}
+    encode, decode = N.bind(model, params)
+    out = decode(encode(x)["mean"])
+    assert out["log_var"].shape == (5,) and out["mean"].shape == (5, 28, 28, 1)
+    np.testing.assert_array_equal(out["log_var"], 0.0)
+
+    def loss(p):
+        enc, dec = N.bind(model, p)
+        return -vaejax.elbo(
+            jax.random.key(1), x, encode=enc, decode=dec, likelihood=lik
+        ).elbo.mean()
+
+    grad = jax.grad(loss)(params)["decoder"]["log_var"]
+    # d(-log p)/d log_var = 0.5 sum_d (1 - r_d^2 / var) per example: nonzero for these residuals.
+    assert grad.shape == () and np.isfinite(grad) and abs(float(grad)) > 1e-3
+
+    params = N.set_output_bias(params, lik.output_bias(np.asarray(x)))
+    np.testing.assert_allclose(
+        params["decoder"]["log_var"], lik.output_bias(np.asarray(x))["log_var"], rtol=1e-6
+    )
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Unknown activation 'sigmoid'.*tanh"):
         model = N.mlp_vae(

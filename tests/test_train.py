@@ -58,7 +58,7 @@ def test_chunk_equals_steps_one_by_one(objective):
     model, state = _setup()
     mesh = train.data_mesh(jax.devices()[:1])
     chunk = train.make_train_chunk(
-        model=model, objective=objective, mesh=mesh, dynamic_binarization=True
+        model=model, objective=objective, mesh=mesh, data_noise="binarize"
     )
     key = jax.random.key(7)
     idx = np.arange(32, dtype=np.int32).reshape(4, 8)
@@ -71,7 +71,7 @@ def test_chunk_equals_steps_one_by_one(objective):
             jax.random.fold_in(key, i),
             model=model,
             objective=objective,
-            dynamic_binarization=True,
+            data_noise="binarize",
         )
         losses.append(m["loss"])
     fused, metrics = chunk(jax.tree.map(jnp.copy, state), jnp.asarray(X), jnp.asarray(idx), key)
@@ -165,7 +165,7 @@ _DEVICES_SCRIPT = textwrap.dedent(
         mesh = train.data_mesh(devices)
         state = train.create_train_state(jax.random.key(0), model, x, optax.adam(3e-3))
         chunk = train.make_train_chunk(model=model, objective=obj, mesh=mesh,
-                                       dynamic_binarization=True)
+                                       data_noise="binarize")
         state, m = chunk(state, jnp.asarray(x), jnp.asarray(idx), jax.random.key(1))
         out.append(np.asarray(m["loss"]))
     np.testing.assert_allclose(out[0], out[1], rtol=1e-4)

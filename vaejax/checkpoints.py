@@ -38,10 +38,13 @@ class Checkpointer:
         self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
 
-    def restore(self, target: Any, step: int | None = None) -> Any:
+    def restore(self, target: Any = None, step: int | None = None) -> Any:
         """Restores `step` (default: the latest) into the structure, shapes and shardings of
-        `target`."""
+        `target`; with no target, as saved: nested dicts of arrays (e.g. `["params"]` of a
+        finished run, for analysis)."""
         step = self.latest_step() if step is None else step
+        if target is None:
+            return self._manager.restore(step, args=ocp.args.StandardRestore())
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 

@@ -24,7 +24,20 @@ from jax.typing import ArrayLike
 
 from vaejax import prng
 
-PREPROCESSINGS = ("dynamic_binarize", "static_binarize", "unit_interval", "standardize", "integer")
+PREPROCESSINGS = (
+    "dynamic_binarize",
+    "static_binarize",
+    "dequantize",
+    "unit_interval",
+    "standardize",
+    "integer",
+)
+
+# What the train step draws per batch for each preprocessing that leaves noise to it.
+DATA_NOISE = {"dynamic_binarize": "binarize", "dequantize": "dequantize"}
+
+# "dequantize" pixel levels: y = (k + u) / 256 for k in 0..255 and u ~ U(0, 1).
+DEQUANTIZATION_LEVELS = 256
 
 # Image datasets with a uint8 `image` feature that this pipeline has been written for.
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "cifar10", "svhn_cropped")
@@ -208,6 +221,28 @@ def binarize(key: jax.Array, x: ArrayLike) -> jax.Array:
     return sample.astype(jnp.float32).reshape(-1)[:size].reshape(x.shape)
 
 
+@jax.jit
+def dequantize(key: jax.Array, x: ArrayLike) -> jax.Array:
+    """Uniform dequantization: pixel levels `k / 256` -> `(k + u) / 256`, u ~ U(0, 1) per pixel.
+
+    A continuous density on y is then a bound on the 8-bit data's probabilities:
+    log P(k) >= E_u log p((k + u) / 256) - log 256 per dimension (Theis et al., 2016), and no
+    pixel sits exactly at 0 or 1, where densities such as the continuous Bernoulli's are
+    unbounded.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    return x + jax.random.uniform(prng.fast(key), x.shape) / DEQUANTIZATION_LEVELS
+
+
+def add_data_noise(kind: str | None, key: jax.Array, x: jax.Array) -> jax.Array:
+    """The per-batch draw of `DATA_NOISE[preprocessing]`: "binarize", "dequantize" or None."""
+    if kind is None:
+        return x
+    if kind not in ("binarize", "dequantize"):
+        raise ValueError(f"Unknown data noise {kind!r}; valid: 'binarize', 'dequantize', None.")
+    return binarize(key, x) if kind == "binarize" else dequantize(key, x)
+
+
 def epoch_permutation(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
     """Shuffled example indices for one epoch, `[num_batches, batch_size]` int32.
 
@@ -244,6 +279,9 @@ def load(
           sample per batch; valid and test are binarized once, with a key from `seed`, so
           evaluation is deterministic.
         "static_binarize": every split binarized once with a key from `seed`.
+        "dequantize": (pixel + u) / 256 with u ~ U(0, 1): train holds pixel / 256 for
+          `dequantize` to draw fresh noise per batch; valid and test are dequantized once, with
+          a key from `seed`. For continuous densities on 8-bit data (see `dequantize`).
         "unit_interval": intensities in [0, 1].
         "standardize": (pixel - mean) / std, one scalar mean and std over the train split.
         "integer": int32 pixel values 0..max_value.
@@ -303,6 +341,18 @@ def load(
     splits = (train, valid, test)
     if preprocessing == "integer":
         splits = tuple(s.astype(np.int32) for s in splits)
+    elif preprocessing == "dequantize":
+        if max_value + 1 != DEQUANTIZATION_LEVELS:
+            raise ValueError(
+                f"'dequantize' is for 8-bit images (levels 0..255); {name} has levels "
+                f"0..{max_value}. Use a binarize preprocessing with a Bernoulli likelihood."
+            )
+        splits = tuple((s / np.float32(DEQUANTIZATION_LEVELS)).astype(np.float32) for s in splits)
+        key_valid, key_test = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1))
+        train, valid, test = splits
+        valid = np.asarray(dequantize(key_valid, valid))
+        test = np.asarray(dequantize(key_test, test))
+        splits = (train, valid, test)
     elif preprocessing == "standardize":
         # float64 sums: tens of millions of pixels lose digits in a float32 accumulator.
         mean, std = float(train.mean(dtype=np.float64)), float(train.std(dtype=np.float64))

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import networks
-from vaejax.objectives import elbo, estimate_log_likelihood, iwae_bound
+from vaejax.data import DEQUANTIZATION_LEVELS
+from vaejax.objectives import elbo, estimate_log_likelihood
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), Sec. 5.2: Var_x E_q[z_d] > 0.01
 
@@ -84,24 +85,9 @@ def elbo_summary(
     return {k: float(res[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
 
 
-@functools.partial(_jit, static_argnames=("model", "num_samples"))
-def _iwae_batch(params, key, x, *, model, num_samples):
-    encode, decode = networks.bind(model, params)
-    return {
-        "iwae": iwae_bound(
-            key,
-            x,
-            encode=encode,
-            decode=decode,
-            likelihood=model.likelihood,
-            posterior=model.posterior,
-            num_samples=num_samples,
-        )
-    }
-
-
 @functools.partial(_jit, static_argnames=("model", "num_samples", "chunk_size"))
 def _log_px_batch(params, key, x, *, model, num_samples, chunk_size):
+    """log (1/k) sum_k p(x, z_k) / q(z_k | x): the IWAE-k bound's estimate when chunk_size = k."""
     encode, decode = networks.bind(model, params)
     log_px = estimate_log_likelihood(
         key,
@@ -124,14 +110,19 @@ def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THR
 def bits_per_dim(nll_nats: float, num_dims: int, *, preprocessing: str, info: dict) -> float | None:
     """Bits per 8-bit dimension for a negative log-likelihood in nats of preprocessed data.
 
-    Categorical models the pixel levels directly. A density over scaled pixels is turned into a
-    probability of the pixel's bin by the bin's width (density times width, no dequantization):
-    pixels / 255 have bins of width 1/255, so add D log 255; standardized pixels,
+    Categorical models the pixel levels directly. A density over dequantized pixels,
+    (pixel + u) / 256, bounds the pixel's probability: add D log 256 (Theis et al., 2016), an
+    upper bound on the 8-bit NLL. Otherwise a density is turned into a probability of the pixel's
+    bin by the bin's width (density times width, no dequantization; an approximation, not a
+    bound, and meaningless where the density can spike, e.g. a continuous Bernoulli at pixels of
+    exactly 0): pixels / 255 have bins of width 1/255, so add D log 255; standardized pixels,
     (pixel - mean) / std with std in pixel units, have bins of width 1/std, so add D log std.
     Binary data have no 8-bit meaning: None.
     """
     if preprocessing == "integer":
         nats = nll_nats
+    elif preprocessing == "dequantize":
+        nats = nll_nats + num_dims * math.log(DEQUANTIZATION_LEVELS)
     elif preprocessing == "unit_interval":
         nats = nll_nats + num_dims * math.log(float(info.get("max_value", 255)))
     elif preprocessing == "standardize":
@@ -158,17 +149,15 @@ def evaluate_test(
     out: dict[str, Any] = {k: float(terms[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
     out["kl_per_dim"] = terms["kl_per_dim"].mean(0).round(5).tolist()
     out["active_units"] = active_units(terms["posterior_mean"])
-    if iwae_samples:
-        fn = functools.partial(_iwae_batch, params, model=model, num_samples=iwae_samples)
-        out[f"iwae_{iwae_samples}"] = float(_batched(fn, x, k_iwae, batch_size)["iwae"].mean())
-    if nll_samples:
-        fn = functools.partial(
-            _log_px_batch,
-            params,
-            model=model,
-            num_samples=nll_samples,
-            chunk_size=min(nll_chunk_size, nll_samples),
-        )
-        out[f"nll_{nll_samples}"] = -float(_batched(fn, x, k_nll, batch_size)["log_px"].mean())
+    for name, samples, chunk, k in (
+        (f"iwae_{iwae_samples}", iwae_samples, iwae_samples, k_iwae),
+        (f"nll_{nll_samples}", nll_samples, min(nll_chunk_size, nll_samples), k_nll),
+    ):
+        if samples:
+            fn = functools.partial(
+                _log_px_batch, params, model=model, num_samples=samples, chunk_size=chunk
+            )
+            log_px = float(_batched(fn, x, k, batch_size)["log_px"].mean())
+            out[name] = -log_px if name.startswith("nll") else log_px
     out["num_examples"] = len(x)
     return out

@@ -32,7 +32,14 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept.
+
+    `step` is the first step whose loss was not finite, where known.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> networks.VAE:
@@ -73,11 +80,11 @@ def to_global(x: Any, sharding: NamedSharding) -> Any:
     )
 
 
-def _display(x: np.ndarray, info: dict) -> np.ndarray:
-    """Preprocessed data -> intensities in [0, 1] for figures."""
-    if info["preprocessing"] == "standardize":
+def display_images(x: np.ndarray, info: dict) -> np.ndarray:
+    """Preprocessed images (as `data.load` made them, described by `info`) -> [0, 1] for figures."""
+    if info.get("preprocessing") == "standardize":
         return np.clip((x * info["std"] + info["mean"]) / info["max_value"], 0, 1)
-    if info["preprocessing"] == "integer":
+    if info.get("preprocessing") == "integer":
         return x / info["max_value"]
     return x
 
@@ -87,8 +94,26 @@ def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> in
     return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains the configured VAE in `workdir`, evaluates it on test, writes results.json."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    model: networks.VAE | None = None,
+    data: data_lib.Data | None = None,
+) -> dict[str, Any]:
+    """Trains the configured VAE in `workdir`, evaluates it on test, writes results.json.
+
+    Args:
+      config: the experiment's config (see experiments/configs/mnist.py).
+      workdir: checkpoints, metrics, figures and results.json go here; rerunning resumes.
+      model: a VAE to train instead of the one `config.model` describes (e.g. an encoder of
+        your own); its likelihood replaces `config.model.likelihood`. The other config
+        sections (objective, optimizer, training, evaluation) still apply.
+      data: splits to train on instead of loading `config.data` (e.g. tabular features
+        `[N, D]`); `data.info["preprocessing"]`, if present, says how they were made (it
+        decides the per-batch data noise and bits/dim), else `config.data.preprocessing`.
+        Image figures are drawn only for image-shaped data.
+    """
     start_time = time.time()
     os.makedirs(workdir, exist_ok=True)
     if config.get("distributed"):
@@ -96,19 +121,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     log.info("JAX devices: %s", jax.devices())
 
     # ---- data and model
-    d = data_lib.load(
-        config.data.name,
-        preprocessing=config.data.preprocessing,
-        data_dir=config.data.get("data_dir"),
-        num_valid=config.data.num_valid,
-        seed=config.seed,
-    )
-    likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
+    custom_model, custom_data = model is not None, data is not None
+    if data is None:
+        data = data_lib.load(
+            config.data.name,
+            preprocessing=config.data.preprocessing,
+            data_dir=config.data.get("data_dir"),
+            num_valid=config.data.num_valid,
+            seed=config.seed,
+        )
+    d = data
+    preprocessing = d.info.get("preprocessing", config.data.preprocessing)
+    if model is None:
+        likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
+    else:
+        likelihood = model.likelihood
+    dynamic = preprocessing == "dynamic_binarize"
     # Checked once on the host, before any compilation: a mismatch fails here, clearly.
-    for split in (d.valid, d.test) if config.data.preprocessing == "dynamic_binarize" else d[:3]:
+    for split in (d.valid, d.test) if dynamic else d[:3]:
         likelihood.check_data(split)
-    model = build_model(config.model, d.train.shape[1:], likelihood)
-    dynamic = config.data.preprocessing == "dynamic_binarize"
+    if model is None:
+        model = build_model(config.model, d.train.shape[1:], likelihood)
 
     # ---- state, steps, sharding
     mesh = train.data_mesh(jax.devices())
@@ -131,7 +164,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     objective = train.Objective(**config.objective)
     train_chunk = train.make_train_chunk(
-        model=model, objective=objective, mesh=mesh, dynamic_binarization=dynamic
+        model=model,
+        objective=objective,
+        mesh=mesh,
+        data_noise=data_lib.DATA_NOISE.get(preprocessing),
     )
 
     # ---- the loop
@@ -167,7 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             raise NonFiniteLossError(
                 f"Non-finite loss {metrics['loss'][bad[0]]} at step {step + bad[0] + 1}; "
                 f"training stopped. The last good checkpoint (step {checkpointer.latest_step()}) "
-                f"is kept in {checkpointer.directory}. Lower the learning rate or check the data."
+                f"is kept in {checkpointer.directory}. Lower the learning rate or check the data.",
+                step=step + int(bad[0]) + 1,
             )
         step += n
         summary = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}
@@ -208,10 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_dims = int(np.prod(d.train.shape[1:]))
     if ev.nll_samples:
         bpd = evaluate.bits_per_dim(
-            test[f"nll_{ev.nll_samples}"],
-            num_dims,
-            preprocessing=config.data.preprocessing,
-            info=d.info,
+            test[f"nll_{ev.nll_samples}"], num_dims, preprocessing=preprocessing, info=d.info
         )
         if bpd is not None:
             test["bits_per_dim"] = bpd
@@ -231,6 +265,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "figures": figures,
         "config": config.to_dict(),
     }
+    if custom_model:  # config.model did not describe it
+        results["model"] = repr(model)
+    if custom_data:
+        results["data_info"] = d.info
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=str)
     log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
@@ -238,24 +276,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> list[str]:
-    """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter."""
+    """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter.
+
+    Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
+    """
     encode, decode = networks.bind(model, params)
     mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))
     latent_dim = model.encoder.latent_dim
-    shown = lambda x: _display(np.asarray(x), d.info)
-    paths = [
-        plots.save_samples(
-            os.path.join(workdir, "samples.png"),
-            shown(mean_image(jax.random.normal(key, (100, latent_dim)))),
-            value_range=(0, 1),
-        ),
-        plots.save_reconstructions(
-            os.path.join(workdir, "reconstructions.png"),
-            shown(d.test[:20]),
-            shown(mean_image(encode(jnp.asarray(d.test[:20]))["mean"])),
-            value_range=(0, 1),
-        ),
-    ]
+    shown = lambda x: display_images(np.asarray(x), d.info)
+    images = d.test.ndim in (3, 4)
+    paths = []
+    if images:
+        paths += [
+            plots.save_samples(
+                os.path.join(workdir, "samples.png"),
+                shown(mean_image(jax.random.normal(key, (100, latent_dim)))),
+                value_range=(0, 1),
+            ),
+            plots.save_reconstructions(
+                os.path.join(workdir, "reconstructions.png"),
+                shown(d.test[:20]),
+                shown(mean_image(encode(jnp.asarray(d.test[:20]))["mean"])),
+                value_range=(0, 1),
+            ),
+        ]
     curves = {
         f"{split}/{m}"
         for split in ("train", "valid")
@@ -267,7 +311,7 @@ def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array)
     records = [r for r in records if len(r) > 1]
     if records:
         paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
-    if latent_dim == 2:
+    if latent_dim == 2 and images:
         paths.append(
             plots.save_latent_manifold(
                 os.path.join(workdir, "latent_manifold.png"),
@@ -275,6 +319,7 @@ def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array)
                 value_range=(0, 1),
             )
         )
+    if latent_dim == 2:
         codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
         paths.append(
             plots.save_latent_scatter(

@@ -5,7 +5,9 @@ A likelihood is a small frozen dataclass. The decoder has one linear head per na
 (logits, means, log-variances). So the output activation and the loss are one choice.
 
 Shapes: data `x` is `[B, *event]`; every param is `[B, *event]` except `Categorical`'s logits,
-`[B, *event, K]`. `log_prob` sums over every axis but the first and returns `[B]`.
+`[B, *event, K]`, and a param whose `param_shapes` entry is `()`: one learned scalar, not a head
+(the decoder holds it and returns it as `[B]`), e.g. `LearnedGaussian(shared_variance=True)`'s
+log-variance. `log_prob` sums over every axis but the first and returns `[B]`.
 """
 
 from __future__ import annotations
@@ -199,18 +201,25 @@ class Gaussian:
 
 @dataclasses.dataclass(frozen=True)
 class LearnedGaussian:
-    """Gaussian with a learned per-dimension variance: mean and log-variance heads.
+    """Gaussian with a learned variance: a mean head and a log-variance head, or one scalar.
 
-    Kingma & Welling (2013), App. C.2. The density is unbounded as the variance goes to zero
-    (a decoder can put a spike on a constant pixel, e.g. MNIST's borders), so the variance is
-    `variance_floor + exp(log_var)`: a smooth floor that keeps the gradient. `variance_floor=0`
-    gives the raw, collapsible model.
+    Kingma & Welling (2013), App. C.2: a log-variance per dimension, a head of the decoder. The
+    density is unbounded as the variance goes to zero (a decoder can put a spike on a constant
+    pixel, e.g. MNIST's borders), so the variance is `variance_floor + exp(log_var)`: a smooth
+    floor that keeps the gradient. `variance_floor=0` gives the raw, collapsible model.
+
+    `shared_variance=True` learns one log-variance for every dimension and example instead: a
+    parameter of the decoder, not a head (`param_shapes` gives it shape `()`; decoders return it
+    broadcast to `[B]`). That is the squared error with its weight 1 / (2 sigma^2) learned: the
+    maximum-likelihood sigma^2 is the mean squared residual, so it cannot collapse unless every
+    residual does.
 
     References:
       Kingma & Welling, Auto-Encoding Variational Bayes, 2013, App. C.2.
     """
 
     variance_floor: float = 1e-3
+    shared_variance: bool = False
     param_names: ClassVar[tuple[str, ...]] = ("mean", "log_var")
 
     def __post_init__(self):
@@ -221,15 +230,16 @@ class LearnedGaussian:
             )
 
     def param_shapes(self, data_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        return {"mean": data_shape, "log_var": data_shape}
+        return {"mean": data_shape, "log_var": () if self.shared_variance else data_shape}
 
     def variance(self, params: Params) -> jax.Array:
+        """`[B, *event]`, or `[B]` with `shared_variance`."""
         return self.variance_floor + jnp.exp(params["log_var"])
 
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x = jnp.asarray(x)
         _validate(self, params, x)
-        log_var = _flat(params["log_var"])
+        log_var = _flat(params["log_var"])  # [B, D], or [B, 1] when shared
         if self.variance_floor > 0:
             log_var = jnp.logaddexp(log_var, math.log(self.variance_floor))
         sq = jnp.square(_flat(x) - _flat(params["mean"])) * jnp.exp(-log_var)
@@ -240,14 +250,18 @@ class LearnedGaussian:
 
     def sample(self, key: jax.Array, params: Params) -> jax.Array:
         m = params["mean"]
-        return m + jnp.sqrt(self.variance(params)) * jax.random.normal(key, m.shape, m.dtype)
+        std = jnp.sqrt(self.variance(params))
+        std = std.reshape(*std.shape, *(1,) * (m.ndim - std.ndim))  # [B] -> [B, 1, ...] if shared
+        return m + std * jax.random.normal(key, m.shape, m.dtype)
 
     def check_data(self, x: ArrayLike) -> None:
         _check_finite("LearnedGaussian", _host(x))
 
     def output_bias(self, x: ArrayLike) -> dict[str, np.ndarray]:
         x = _host(x).astype(np.float64)
-        var = np.maximum(x.var(0) - self.variance_floor, 1e-4)
+        # Shared: the one variance that fits best around the per-dimension means.
+        var = x.var(0).mean() if self.shared_variance else x.var(0)
+        var = np.maximum(var - self.variance_floor, 1e-4)
         return {"mean": x.mean(0).astype(np.float32), "log_var": np.log(var).astype(np.float32)}
 
 

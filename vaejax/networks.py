@@ -2,7 +2,8 @@
 
 Encoders end in one plain `nn.Dense` head per posterior param (no activation, no normalization:
 the posterior interprets the raw values). Decoders end in one plain head per likelihood param,
-reshaped to the data's shape (no output activation: the likelihood is the activation).
+reshaped to the data's shape (no output activation: the likelihood is the activation); a param of
+shape `()` is one learned scalar instead of a head, returned broadcast to `[B]`.
 """
 
 from __future__ import annotations
@@ -70,9 +71,17 @@ class MLPDecoder(nn.Module):
             h = act(nn.Dense(size, name=f"hidden_{i}")(h))
         out = {}
         for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
+            if shape == ():
+                out[name] = _learned_scalar(self, name, z.shape[0])
+                continue
             flat = nn.Dense(math.prod(shape), name=name)(h)
             out[name] = flat.reshape(*h.shape[:-1], *shape)
         return out
+
+
+def _learned_scalar(module: nn.Module, name: str, batch: int) -> jax.Array:
+    """A likelihood param of shape `()`: one learned value (init 0), the same for every example."""
+    return jnp.broadcast_to(module.param(name, nn.initializers.zeros, ()), (batch,))
 
 
 def _check_image_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -125,6 +134,9 @@ class ConvDecoder(nn.Module):
         h = act(nn.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
         out = {}
         for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
+            if shape == ():
+                out[name] = _learned_scalar(self, name, z.shape[0])
+                continue
             # A plain 1x1 conv head per param: the per-pixel equivalent of a Dense head.
             extra = math.prod(shape[2:])
             out[name] = nn.Conv(extra, (1, 1), name=name)(h).reshape(z.shape[0], *shape)
@@ -180,10 +192,14 @@ def set_output_bias(params: Any, bias: Mapping[str, np.ndarray]) -> Any:
     """Returns params with the decoder's output-head biases set, e.g. from `likelihood.output_bias`.
 
     Starting the Bernoulli logits at the logit of the mean pixel skips the first steps of learning
-    the marginal. A conv head's bias is per channel, so there the bias is averaged over space.
+    the marginal. A conv head's bias is per channel, so there the bias is averaged over space; a
+    learned scalar (a param of shape `()`, not a head) is set to the bias's mean.
     """
     decoder = dict(params["decoder"])
     for name, b in bias.items():
+        if not isinstance(decoder[name], Mapping):  # a learned scalar, not a head
+            decoder[name] = jnp.asarray(np.mean(b), jnp.float32)
+            continue
         size = decoder[name]["bias"].shape[0]
         b = np.asarray(b, np.float32).reshape(-1, size).mean(0)
         decoder[name] = {**decoder[name], "bias": jnp.asarray(b)}

@@ -115,7 +115,7 @@ def make_population_chunk(
     model: networks.VAE,
     objective: train.Objective,
     mesh: Mesh,
-    dynamic_binarization: bool = False,
+    data_noise: str | None = None,
     shared_data: bool = True,
 ) -> Callable[..., tuple[train.TrainState, dict]]:
     """The compiled population update.
@@ -134,7 +134,7 @@ def make_population_chunk(
             k,
             model=model,
             objective=with_beta(objective, beta),
-            dynamic_binarization=dynamic_binarization,
+            data_noise=data_noise,
         )
 
         def body(state, idx_b):
@@ -247,9 +247,9 @@ def train_and_evaluate_population(
     member_data = [datas[s] for s in seeds]
     shared = config.data.preprocessing != "static_binarize" or len(datas) == 1
     likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-    dynamic = config.data.preprocessing == "dynamic_binarize"
+    data_noise = data_lib.DATA_NOISE.get(config.data.preprocessing)
     for d in datas.values():
-        for split in (d.valid, d.test) if dynamic else d[:3]:
+        for split in (d.valid, d.test) if data_noise == "binarize" else d[:3]:
             likelihood.check_data(split)
     first = member_data[0]
     model = experiment.build_model(config.model, first.train.shape[1:], likelihood)
@@ -285,7 +285,7 @@ def train_and_evaluate_population(
         model=model,
         objective=objectives[0],
         mesh=mesh,
-        dynamic_binarization=dynamic,
+        data_noise=data_noise,
         shared_data=shared,
     )
 

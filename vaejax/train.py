@@ -24,7 +24,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import networks
-from vaejax.data import binarize
+from vaejax.data import add_data_noise
 from vaejax.objectives import elbo, iwae_bound
 
 OBJECTIVES = ("elbo", "iwae")
@@ -161,12 +161,15 @@ def train_step(
     *,
     model: networks.VAE,
     objective: Objective,
-    dynamic_binarization: bool = False,
+    data_noise: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer update on `batch` with noise from `key`. Pure."""
+    """One optimizer update on `batch` with noise from `key`. Pure.
+
+    `data_noise` ("binarize", "dequantize" or None, see `data.DATA_NOISE`) draws the batch's
+    data from the stored intensities first, from its own fold of `key`.
+    """
     noise_key, data_key = jax.random.split(key)
-    if dynamic_binarization:
-        batch = binarize(data_key, batch)
+    batch = add_data_noise(data_noise, data_key, batch)
     grad_fn = jax.grad(loss_fn, has_aux=True)
     grads, metrics = grad_fn(
         state.params, batch, noise_key, state.step, model=model, objective=objective
@@ -195,7 +198,7 @@ def make_train_chunk(
     model: networks.VAE,
     objective: Objective,
     mesh: Mesh,
-    dynamic_binarization: bool = False,
+    data_noise: str | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """The compiled multi-step update: `(state, train_x, idx [N, B], key) -> (state, metrics [N])`.
 
@@ -208,7 +211,7 @@ def make_train_chunk(
     run as one jitted step per dispatch, which costs little next to a convolutional step.
     """
     step_fn = functools.partial(
-        train_step, model=model, objective=objective, dynamic_binarization=dynamic_binarization
+        train_step, model=model, objective=objective, data_noise=data_noise
     )
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))

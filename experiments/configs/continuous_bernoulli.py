@@ -1,10 +1,16 @@
-"""Continuous Bernoulli on [0, 1] MNIST intensities (Loaiza-Ganem & Cunningham 2019).
+"""Continuous Bernoulli on dequantized MNIST intensities (Loaiza-Ganem & Cunningham 2019).
 
   python -m experiments.mnist --config=experiments/configs/continuous_bernoulli.py \
       --workdir=runs/cb
 
-Reports test log-likelihoods of the continuous [0, 1] data and bits/dim of the 8-bit pixels
-(density times bin width 1/255); reconstructions show the CB mean, not sigmoid(logits).
+The data are (pixel + u) / 256, u ~ U(0, 1) drawn afresh per batch ("dequantize"), so the test
+NLL gives a true upper bound on the bits/dim of the 8-bit pixels. Reconstructions show the CB
+mean, not sigmoid(logits).
+
+The network is the 784-400-20 ReLU MLP of the CB paper's PyTorch example. Burda et al.'s tanh
+784-200-200-50 collapsed here (KL under 1 nat after 50 epochs, every reconstruction the same
+blur, with or without KL warm-up or dequantization): the CB rewards near-0 background pixels
+with densities in the hundreds, the decoder's logits grow to match, and its tanh units saturate.
 """
 
 from experiments.configs import mnist
@@ -12,7 +18,11 @@ from experiments.configs import mnist
 
 def get_config():
     config = mnist.get_config()
-    config.data.preprocessing = "unit_interval"
+    config.data.preprocessing = "dequantize"
     config.model.likelihood = "continuous_bernoulli"
+    config.model.preset = "mlp"
+    config.model.hidden_sizes = (400,)
+    config.model.activation = "relu"
+    config.model.latent_dim = 20
     config.train.num_epochs = 50
     return config
