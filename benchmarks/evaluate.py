@@ -35,7 +35,7 @@ import optax
 from benchmarks import common
 from benchmarks.throughput import Model, reference_model
 from experiments.configs import mnist as mnist_config
-from vaejax import data, evaluate, likelihoods, networks, objectives
+from vaejax import data, evaluate, likelihoods, networks
 
 BURDA = Model("burda", "784-200-200-50 tanh", 100, "mlp", 50, (200, 200), "tanh")
 
@@ -96,19 +96,10 @@ def flops_and_bound(model, params, x, *, num_samples: int, chunk_size: int, batc
     """Matmul FLOPs of the whole evaluation (counted from the jaxpr) and the bound's seconds."""
     batch = jnp.asarray(x[:batch_size])
 
-    def log_px(params, key, x):  # what evaluate_test runs per batch
-        encode, decode = networks.bind(model, params)
-        return objectives.estimate_log_likelihood(
-            key,
-            x,
-            encode=encode,
-            decode=decode,
-            likelihood=model.likelihood,
-            posterior=model.posterior,
-            num_samples=num_samples,
-            chunk_size=chunk_size,
-        )
-
+    # What evaluate_test runs per batch.
+    log_px = functools.partial(
+        evaluate.log_px, model, num_samples=num_samples, chunk_size=chunk_size
+    )
     ops = common.matmul_ops(log_px, params, jax.random.key(0), batch)
     num_batches = math.ceil(len(x) / batch_size)
     bound = common.matmul_bound(ops)

@@ -85,11 +85,22 @@ def elbo_summary(
     return {k: float(res[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
 
 
-@functools.partial(_jit, static_argnames=("model", "num_samples", "chunk_size"))
-def _log_px_batch(params, key, x, *, model, num_samples, chunk_size):
-    """log (1/k) sum_k p(x, z_k) / q(z_k | x): the IWAE-k bound's estimate when chunk_size = k."""
+def log_px(
+    model: networks.VAE,
+    params: Any,
+    key: jax.Array,
+    x: jax.Array,
+    *,
+    num_samples: int,
+    chunk_size: int,
+) -> jax.Array:
+    """log (1/k) sum_k p(x, z_k) / q(z_k | x) per example `[B]`, k = `num_samples` (pure).
+
+    The importance-sampled log p(x) with the encoder run once and the decoder on `chunk_size`
+    samples of every example at a time; with `chunk_size = num_samples`, the IWAE-k bound.
+    """
     encode, decode = networks.bind(model, params)
-    log_px = estimate_log_likelihood(
+    return estimate_log_likelihood(
         key,
         x,
         encode=encode,
@@ -99,7 +110,11 @@ def _log_px_batch(params, key, x, *, model, num_samples, chunk_size):
         num_samples=num_samples,
         chunk_size=chunk_size,
     )
-    return {"log_px": log_px}
+
+
+@functools.partial(_jit, static_argnames=("model", "num_samples", "chunk_size"))
+def _log_px_batch(params, key, x, *, model, num_samples, chunk_size):
+    return {"log_px": log_px(model, params, key, x, num_samples=num_samples, chunk_size=chunk_size)}
 
 
 def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:

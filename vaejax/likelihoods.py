@@ -353,7 +353,8 @@ class ContinuousBernoulli:
         if x.size and (x.min() < 0 or x.max() > 1):
             raise ValueError(
                 f"ContinuousBernoulli likelihood needs data in [0, 1]; got values in {_range(x)}. "
-                "Scale intensities to [0, 1] (preprocessing 'unit_interval'), or use a Gaussian "
+                "Scale intensities to [0, 1] (preprocessing 'dequantize' or 'unit_interval'), "
+                "or use a Gaussian "
                 "for unbounded data."
             )
 
