@@ -210,9 +210,7 @@ def make_train_chunk(
     one (jax-ml/jax#12868; 2.7x for `networks.conv_vae`'s step here), so there the same steps
     run as one jitted step per dispatch, which costs little next to a convolutional step.
     """
-    step_fn = functools.partial(
-        train_step, model=model, objective=objective, data_noise=data_noise
-    )
+    step_fn = functools.partial(train_step, model=model, objective=objective, data_noise=data_noise)
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
