@@ -7,11 +7,12 @@ The conv decoder's 1x1 head gives each pixel its 256 logits from 32 channels; an
 would need a 200 x 200,704 output layer (40M weights, about 1.5 s a step on 2 CPU cores).
 
 Its 20 epochs are a GPU job (its conv steps ran at 0.7 steps/s here). Reached here
-(2026-11-24), a smoke run only: `--config.train.num_epochs=1 --config.train.time_budget_s=150
---config.eval.num_test=200 --config.eval.nll_samples=100` stopped after 200 steps (0.4 epochs, 4 min 40 s:
-the budget is checked between chunks of 100 steps), then on the first 200 test images: ELBO -845.85, IWAE-50 -832.86, NLL-100 831.88 nats, **1.53 bits/dim**
-(exact for 8-bit data), 32 of 32 units active, KL 24.7: the conv decoder's code did not collapse,
-where the MLP decoder's did (docs/output_likelihoods.md).
+(2026-11-24), a smoke run only: `--config.train.num_epochs=1
+--config.train.time_budget_s=150 --config.eval.num_test=200 --config.eval.nll_samples=100`
+stopped after 200 steps (0.4 epochs, 4 min 40 s: the budget is checked between chunks of 100
+steps), then on the first 200 test images: ELBO -845.85, IWAE-50 -832.86, NLL-100 831.88 nats,
+**1.53 bits/dim** (exact for 8-bit data), 32 of 32 units active, KL 24.7: the conv decoder's
+code did not collapse, where the MLP decoder's did (docs/output_likelihoods.md).
 """
 
 import ml_collections
