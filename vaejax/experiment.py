@@ -136,9 +136,10 @@ def train_and_evaluate(
         likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
     else:
         likelihood = model.likelihood
-    dynamic = preprocessing == "dynamic_binarize"
+    data_noise = data_lib.DATA_NOISE.get(preprocessing)  # drawn per batch by the train step
     # Checked once on the host, before any compilation: a mismatch fails here, clearly.
-    for split in (d.valid, d.test) if dynamic else d[:3]:
+    # Train data to be binarized per batch hold intensities, which a Bernoulli would reject.
+    for split in (d.valid, d.test) if data_noise == "binarize" else d[:3]:
         likelihood.check_data(split)
     if model is None:
         model = build_model(config.model, d.train.shape[1:], likelihood)
@@ -167,7 +168,7 @@ def train_and_evaluate(
         model=model,
         objective=objective,
         mesh=mesh,
-        data_noise=data_lib.DATA_NOISE.get(preprocessing),
+        data_noise=data_noise,
     )
 
     # ---- the loop
