@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -53,6 +54,31 @@ def test_tiny_config_end_to_end(fake_dir, tmp_path):
     assert saved["config"]["model"]["latent_dim"] == 2 and saved["wall_time_s"] > 0
     records = read_metrics(workdir)
     assert any("valid/elbo" in r for r in records) and any("train/loss" in r for r in records)
+
+
+def test_no_validation_split_and_a_moving_average(fake_dir, tmp_path, monkeypatch):
+    """num_valid=0 trains on every train example; the test sees the averaged parameters."""
+    evaluated = []
+    real = experiment.evaluate.evaluate_test
+    monkeypatch.setattr(
+        experiment.evaluate,
+        "evaluate_test",
+        lambda model, params, *a, **k: evaluated.append(params) or real(model, params, *a, **k),
+    )
+    config = _config(fake_dir, **{"data.num_valid": 0, "optim.ema_decay": 0.9})
+    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["steps"] == 2 * (60 // 8) and results["valid"] is None
+    assert not any("valid/elbo" in r for r in read_metrics(str(tmp_path / "run")))
+    saved = Checkpointer(str(tmp_path / "run")).restore()
+    jax_leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]
+    for got, ema, raw in zip(
+        jax_leaves(evaluated[0]),
+        jax_leaves(saved["ema_params"]),
+        jax_leaves(saved["params"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, ema)
+        assert not np.array_equal(ema, raw)
 
 
 class _Interrupt(Exception):

@@ -45,6 +45,35 @@ def test_one_step_updates_and_counts():
     )
 
 
+def test_moving_average_of_params():
+    """ema_{t+1} = d ema_t + (1 - d) params_{t+1}, from ema_0 = params_0; evaluation uses it."""
+    model, plain = _setup()
+    assert plain.ema_params is None and plain.eval_params is plain.params
+    lik = likelihoods.Bernoulli()
+    state = train.create_train_state(
+        jax.random.key(0), model, X, optax.adam(1e-2), output_bias=lik.output_bias(X), ema_decay=0.9
+    )
+    step = jax.jit(
+        lambda s, k: train.train_step(
+            s, jnp.asarray(X[:8]), k, model=model, objective=train.Objective()
+        )
+    )
+    history = [state.params]
+    for i in range(2):
+        state, _ = step(state, jax.random.key(i))
+        history.append(state.params)
+    expected = jax.tree.map(lambda p0, p1, p2: 0.81 * p0 + 0.09 * p1 + 0.1 * p2, *history)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        state.ema_params,
+        expected,
+    )
+    assert state.eval_params is state.ema_params
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"ema_decay must be in \\[0, 1\\).*got {bad}"):
+            train.create_train_state(jax.random.key(0), model, X, optax.adam(1e-2), ema_decay=bad)
+
+
 @pytest.mark.parametrize(
     "objective",
     [

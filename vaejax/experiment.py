@@ -140,7 +140,8 @@ def train_and_evaluate(
     # Checked once on the host, before any compilation: a mismatch fails here, clearly.
     # Train data to be binarized per batch hold intensities, which a Bernoulli would reject.
     for split in (d.valid, d.test) if data_noise == "binarize" else d[:3]:
-        likelihood.check_data(split)
+        if len(split):  # num_valid=0 trains on all train examples and validates on none
+            likelihood.check_data(split)
     if model is None:
         model = build_model(config.model, d.train.shape[1:], likelihood)
 
@@ -154,7 +155,9 @@ def train_and_evaluate(
     root = jax.random.key(config.seed)
     k_init, k_train, k_data, k_eval = (jax.random.fold_in(root, i) for i in range(4))
     bias = likelihood.output_bias(d.train) if config.model.output_bias else None
-    state = train.create_train_state(k_init, model, d.train, tx, output_bias=bias)
+    state = train.create_train_state(
+        k_init, model, d.train, tx, output_bias=bias, ema_decay=config.optim.get("ema_decay", 0.0)
+    )
     checkpointer = Checkpointer(workdir)
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
@@ -214,10 +217,12 @@ def train_and_evaluate(
         bar.update(n)
         bar.set_postfix(epoch=epoch, loss=f"{summary['train/loss']:.2f}", refresh=False)
         epoch_done = step % steps_per_epoch == 0
-        if epoch_done and (
-            (epoch + 1) % config.train.eval_every_epochs == 0 or step == total_steps
+        if (
+            len(d.valid)
+            and epoch_done
+            and ((epoch + 1) % config.train.eval_every_epochs == 0 or step == total_steps)
         ):
-            valid = evaluate.elbo_summary(model, state.params, d.valid, k_eval)
+            valid = evaluate.elbo_summary(model, state.eval_params, d.valid, k_eval)
             writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()})
             log.info("epoch %d step %d: %s", epoch + 1, step, valid)
         if step - last_checkpoint >= config.train.checkpoint_every_steps or step == total_steps:
@@ -230,7 +235,7 @@ def train_and_evaluate(
     writer.flush()
 
     # ---- final evaluation on test, figures, results
-    params = jax.device_get(state.params)
+    params = jax.device_get(state.eval_params)
     ev = config.eval
     test_x = d.test[: ev.num_test] if ev.get("num_test") else d.test
     test = evaluate.evaluate_test(
@@ -250,7 +255,7 @@ def train_and_evaluate(
         )
         if bpd is not None:
             test["bits_per_dim"] = bpd
-    valid = evaluate.elbo_summary(model, params, d.valid, k_eval)
+    valid = evaluate.elbo_summary(model, params, d.valid, k_eval) if len(d.valid) else None
     writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
     figures = write_figures(model, params, d, workdir, jax.random.fold_in(k_eval, 2))
     writer.close()

@@ -20,6 +20,7 @@ import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -32,7 +33,27 @@ SCHEDULES = ("constant", "cosine", "exponential", "burda")
 
 
 class TrainState(train_state.TrainState):
-    """Flax TrainState; `step` counts optimizer updates."""
+    """Flax TrainState; `step` counts optimizer updates.
+
+    With `ema_decay > 0` it also keeps `ema_params`, an exponential moving (Polyak) average of
+    the parameters after each update, for evaluation (`eval_params`): an average over the last
+    ~1 / (1 - decay) iterates carries less of the optimizer's noise than any one of them.
+    """
+
+    ema_params: Any = None
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    def apply_gradients(self, *, grads: Any, **kwargs) -> TrainState:
+        new = super().apply_gradients(grads=grads, **kwargs)
+        if not self.ema_decay:
+            return new
+        ema = optax.incremental_update(new.params, self.ema_params, 1.0 - self.ema_decay)
+        return new.replace(ema_params=ema)
+
+    @property
+    def eval_params(self) -> Any:
+        """The parameters to evaluate: the moving average where one is kept."""
+        return self.params if self.ema_params is None else self.ema_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,12 +125,27 @@ def create_train_state(
     tx: optax.GradientTransformation,
     *,
     output_bias: dict[str, np.ndarray] | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainState:
-    """Initial state; the decoder's output bias optionally starts from the data."""
+    """Initial state; the decoder's output bias optionally starts from the data.
+
+    `ema_decay` in (0, 1) also keeps a moving average of the parameters (`TrainState`); 0: none.
+    """
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(
+            f"ema_decay must be in [0, 1) (0: no moving average, e.g. 0.999: about the last "
+            f"1000 steps); got {ema_decay}."
+        )
     params = networks.init(model, key, jnp.asarray(example_batch[:1]))
     if output_bias is not None:
         params = networks.set_output_bias(params, output_bias)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=params,
+        tx=tx,
+        ema_params=params if ema_decay else None,
+        ema_decay=ema_decay,
+    )
 
 
 def loss_fn(

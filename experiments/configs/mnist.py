@@ -51,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.b2 = 0.999
     config.optim.eps = 1e-4
     config.optim.grad_clip_norm = 0.0  # 0: off
+    config.optim.ema_decay = 0.0  # 0: off; else evaluate a moving average of the parameters
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 100
