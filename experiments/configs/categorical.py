@@ -22,6 +22,7 @@ from experiments.configs import mnist
 
 def get_config():
     config = mnist.get_config()
+    config.optim.learning_rate = 1e-3  # the rate the results above were reached with
     config.data.preprocessing = "integer"
     config.model.preset = "conv"
     config.model.latent_dim = 32

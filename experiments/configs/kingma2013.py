@@ -19,6 +19,7 @@ from experiments.configs import mnist
 
 def get_config():
     config = mnist.get_config()
+    config.optim.learning_rate = 1e-3  # the rate the results above were reached with
     config.model.preset = "kingma2013"
     config.model.latent_dim = 20
     config.train.num_epochs = 100
