@@ -13,8 +13,8 @@ from vaejax import experiment, likelihoods, population, train
 
 # Four seeds; learning rate and beta in pairs, so the lone runs compile two programs, not four.
 MEMBERS = [
-    {"seed": 0},
-    {"seed": 1},
+    {"seed": 0, "optim.learning_rate": 1e-3},  # explicit: independent of the default rate
+    {"seed": 1, "optim.learning_rate": 1e-3},
     {"seed": 2, "optim.learning_rate": 3e-3, "objective.beta": 0.5},
     {"seed": 3, "optim.learning_rate": 3e-3, "objective.beta": 0.5},
 ]
