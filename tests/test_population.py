@@ -149,6 +149,14 @@ def test_members_may_differ_only_in_population_fields():
         population.member_configs(_config(), [{"model.latent_dim": 4}])
 
 
+@pytest.mark.parametrize("field, value", [("optim.ema_decay", 0.999), ("data.num_valid", 0)])
+def test_moving_averages_and_no_validation_are_for_lone_runs(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field.split('.')[1]}={value}.*separate trials"):
+        population.train_and_evaluate_population(
+            _config(**{field: value}), str(tmp_path), MEMBERS[:2]
+        )
+
+
 def test_per_member_learning_rates_need_a_traceable_schedule(fake_dir, tmp_path):
     config = _config(**{"data.data_dir": fake_dir, "optim.schedule": "exponential"})
     with pytest.raises(ValueError, match="Per-member learning rates need a schedule"):

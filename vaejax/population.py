@@ -227,6 +227,13 @@ def train_and_evaluate_population(
             f"{config.optim.schedule!r} with rates {sorted(set(lrs))}. Sweep the rate across "
             "trials instead, or use one rate per population."
         )
+    ema_decay = config.optim.get("ema_decay", 0.0)
+    if ema_decay or config.data.num_valid == 0:
+        raise ValueError(
+            "A population evaluates each member's own parameters on a validation split; got "
+            f"optim.ema_decay={ema_decay}, data.num_valid={config.data.num_valid}. Set "
+            "ema_decay=0 and num_valid > 0, or run these configs as separate trials."
+        )
     member_dirs = [os.path.join(workdir, "members", str(i)) for i in range(size)]
     for cfg, d in zip(configs, member_dirs, strict=True):
         os.makedirs(d, exist_ok=True)
