@@ -19,7 +19,9 @@ from experiments.configs import mnist
 
 def get_config():
     config = mnist.get_config()
-    config.optim.learning_rate = 1e-3  # the rate the results above were reached with
+    # The rate and batch size the results above were reached with:
+    config.optim.learning_rate = 1e-3
+    config.train.batch_size = 100
     config.model.preset = "kingma2013"
     config.model.latent_dim = 20
     config.train.num_epochs = 100

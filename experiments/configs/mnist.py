@@ -55,8 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.ema_decay = 0.0  # 0: off; else evaluate a moving average of the parameters
 
     config.train = ml_collections.ConfigDict()
-    config.train.batch_size = 100
-    config.train.num_epochs = 150
+    config.train.batch_size = 200  # 0.3 nats better than 100 for 10 minutes of training
+    config.train.num_epochs = 200
     config.train.steps_per_dispatch = 100  # steps fused in one lax.scan call
     config.train.eval_every_epochs = 1
     config.train.checkpoint_every_steps = 10_000
