@@ -117,6 +117,17 @@ def test_resume_matches_an_uninterrupted_run(fake_dir, tmp_path, monkeypatch):
     np.testing.assert_allclose(losses("resumed"), losses("straight"), rtol=1e-5)
 
 
+def test_resume_refuses_other_training_settings(fake_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    first = experiment.train_and_evaluate(_config(fake_dir), workdir)
+    # Other evaluation settings resume (here: re-evaluate the finished run) ...
+    again = experiment.train_and_evaluate(_config(fake_dir, **{"eval.nll_samples": 7}), workdir)
+    assert again["steps"] == first["steps"] and "nll_7" in again["test"]
+    # ... a changed batch size would continue another run's checkpoint: refused, naming it.
+    with pytest.raises(ValueError, match=r"'train.batch_size': \(8, 4\).*new --workdir"):
+        experiment.train_and_evaluate(_config(fake_dir, **{"train.batch_size": 4}), workdir)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_dir, tmp_path, monkeypatch):
     real = train.make_train_chunk
 

@@ -2,7 +2,8 @@
 
 The one place that reads a config: it turns the ConfigDict into typed calls of the library.
 Rerunning with the same workdir resumes from the latest checkpoint; the data order and keys
-are functions of (seed, step), so a resumed run ends where an uninterrupted one would.
+are functions of (seed, step), so a resumed run ends where an uninterrupted one would. Only the
+evaluation and monitoring settings may change on resume; other training settings are refused.
 """
 
 from __future__ import annotations
@@ -70,6 +71,52 @@ def build_optimizer(cfg: ml_collections.ConfigDict, *, total_steps: int, steps_p
     if cfg.get("grad_clip_norm"):
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
     return adam
+
+
+# What may change when a run resumes: how it is watched, evaluated and stopped, not what it trains.
+_RESUMABLE = (
+    "eval.",
+    "train.progress_bar",
+    "train.time_budget_s",
+    "train.checkpoint_every_steps",
+    "train.eval_every_epochs",
+    "data.data_dir",
+    "distributed",
+)
+
+
+def check_same_training(config: ml_collections.ConfigDict, workdir: str, *, resuming: bool) -> None:
+    """Records the training settings in `workdir`; refuses to resume a run made with others.
+
+    Resuming restores the latest checkpoint, so a changed batch size, schedule or model would
+    silently continue (or, with fewer steps, skip) another run's training.
+    """
+    path = os.path.join(workdir, "train_config.json")
+    flat = {
+        k: v
+        for k, v in _flatten(json.loads(json.dumps(config.to_dict(), default=str))).items()
+        if not k.startswith(_RESUMABLE)
+    }
+    if resuming and os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = {k: (saved.get(k), flat.get(k)) for k in saved.keys() | flat.keys()}
+        changed = {k: v for k, v in sorted(changed.items()) if v[0] != v[1]}
+        if changed:
+            raise ValueError(
+                f"{workdir} holds checkpoints of a run with other training settings "
+                f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
+                f"or the checkpointed run's settings to resume it."
+            )
+    with open(path, "w") as f:
+        json.dump(flat, f, indent=2)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
 
 
 def to_global(x: Any, sharding: NamedSharding) -> Any:
@@ -159,6 +206,7 @@ def train_and_evaluate(
         k_init, model, d.train, tx, output_bias=bias, ema_decay=config.optim.get("ema_decay", 0.0)
     )
     checkpointer = Checkpointer(workdir)
+    check_same_training(config, workdir, resuming=checkpointer.latest_step() is not None)
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
         log.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
