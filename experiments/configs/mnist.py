@@ -1,14 +1,14 @@
 """Default: Burda et al.'s 784-200-200-50 tanh VAE, Bernoulli, dynamically binarized MNIST.
 
-Sized to train and evaluate in about 10 minutes on a 2-core CPU:
+Sized to train and evaluate in about 11 minutes on a 2-core CPU:
 
   TFDS_DATA_DIR=../shared/data/tfds python -m experiments.mnist \
       --config=experiments/configs/mnist.py --workdir=runs/mnist
 
-Reached here (2026-11-24, 2-core CPU, no other job; 10 min 22 s wall for `make mnist`, 5 min 18 s
-of it training): test ELBO -93.84, IWAE-50 -89.90, NLL-5000 88.84 nats, 22 active units
-(README.md, "What make mnist reached"). The peak rate of 3e-3 beat 1e-3 (89.59 here) and 5e-3
-(benchmarks/README.md, "Quality for time").
+Reached here (2026-11-24, 2-core CPU; 11 min 6 s wall for `make mnist`, 6 min 0 s of it
+training): test ELBO -92.99, IWAE-50 -89.39, NLL-5000 88.43 nats, 23 active units (README.md,
+"What make mnist reached"). The peak rate of 3e-3 beat 1e-3 and 5e-3, and batch 200 beat 50,
+100 and 400 for a fixed training time (benchmarks/README.md, "Quality for time").
 """
 
 import ml_collections
