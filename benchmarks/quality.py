@@ -30,8 +30,9 @@ def calibrate_epochs_per_second(config: ml_collections.ConfigDict, workdir: str)
     """Epochs per second of training alone: runs of 1 and 11 epochs without evaluation.
 
     The difference of the two runs' training times cancels what both pay once (compilation,
-    the first validation), which would otherwise make every budget train for less than it may;
-    ten epochs apart (about 20 s here), the machine's noise moves the pace by a few percent.
+    the first validation), which would otherwise make every budget train for less than it may.
+    It sizes only the first budget: on this machine 20 s of training measured 0.62-0.72
+    epochs/s where minutes of it kept 0.52-0.55 (benchmarks/README.md, "Quality for time").
     """
     times = {}
     for epochs in (1, 11):
