@@ -142,6 +142,9 @@ def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monk
     again = population.train_and_evaluate_population(config, str(tmp_path / "pop"), members)
     assert again["steps"] == 10
     np.testing.assert_allclose(again["members"][1]["test"]["elbo"], got["test"]["elbo"])
+    # Other members would continue this population's checkpoint: refused, naming them.
+    with pytest.raises(ValueError, match=r"'members': .*new --workdir"):
+        population.train_and_evaluate_population(config, str(tmp_path / "pop"), members[:1])
 
 
 def test_members_may_differ_only_in_population_fields():

@@ -85,16 +85,17 @@ _RESUMABLE = (
 )
 
 
-def check_same_training(config: ml_collections.ConfigDict, workdir: str, *, resuming: bool) -> None:
+def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
     """Records the training settings in `workdir`; refuses to resume a run made with others.
 
+    `settings`: the config as a dict (`config.to_dict()`, plus a population's members).
     Resuming restores the latest checkpoint, so a changed batch size, schedule or model would
     silently continue (or, with fewer steps, skip) another run's training.
     """
     path = os.path.join(workdir, "train_config.json")
     flat = {
         k: v
-        for k, v in _flatten(json.loads(json.dumps(config.to_dict(), default=str))).items()
+        for k, v in _flatten(json.loads(json.dumps(settings, default=str))).items()
         if not k.startswith(_RESUMABLE)
     }
     if resuming and os.path.exists(path):
@@ -206,8 +207,9 @@ def train_and_evaluate(
         k_init, model, d.train, tx, output_bias=bias, ema_decay=config.optim.get("ema_decay", 0.0)
     )
     checkpointer = Checkpointer(workdir)
-    check_same_training(config, workdir, resuming=checkpointer.latest_step() is not None)
-    if checkpointer.latest_step() is not None:
+    resuming = checkpointer.latest_step() is not None
+    check_same_training(config.to_dict(), workdir, resuming=resuming)
+    if resuming:
         state = checkpointer.restore(state)
         log.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -278,7 +278,10 @@ def train_and_evaluate_population(
     ]
     states = init_states(k_init, model, first.train, tx, learning_rates=lrs, output_biases=biases)
     checkpointer = Checkpointer(workdir)
-    if checkpointer.latest_step() is not None:
+    resuming = checkpointer.latest_step() is not None
+    settings = config.to_dict() | {"members": [dict(m) for m in members]}
+    experiment.check_same_training(settings, workdir, resuming=resuming)
+    if resuming:
         states = checkpointer.restore(states)
         log.info("Resumed population from step %d", int(states.step[0]))
     replicated = NamedSharding(mesh, PartitionSpec())
