@@ -7,6 +7,7 @@ import pathlib
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments.configs import test as test_config
@@ -126,6 +127,66 @@ def test_resume_refuses_other_training_settings(fake_dir, tmp_path):
     # ... a changed batch size would continue another run's checkpoint: refused, naming it.
     with pytest.raises(ValueError, match=r"'train.batch_size': \(8, 4\).*new --workdir"):
         experiment.train_and_evaluate(_config(fake_dir, **{"train.batch_size": 4}), workdir)
+
+
+def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(
+    fake_dir, tmp_path, monkeypatch
+):
+    """The rate follows the schedule by the time spent; the budget, not num_epochs, ends it."""
+    clock, rates, calls = [0.0], [], [0]
+    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    real = train.make_train_chunk
+
+    def timed(**kwargs):
+        fn = real(**kwargs)
+
+        def chunk(state, *args):
+            calls[0] += 1
+            if calls[0] == 7:
+                raise _Interrupt
+            rates.append(float(optax.tree_utils.tree_get(state.opt_state, "learning_rate")))
+            clock[0] += 1.0  # each chunk takes a second
+            return fn(state, *args)
+
+        return chunk
+
+    monkeypatch.setattr(train, "make_train_chunk", timed)
+    overrides = {
+        "train.num_epochs": 1,  # 5 steps: the schedule's shape, not when training stops
+        "train.time_budget_s": 10.0,
+        "train.fit_schedule_to_budget": True,
+        "optim.grad_clip_norm": 1.0,  # the rate is found inside a chain too
+    }
+    config = _config(fake_dir, **overrides)
+    workdir = str(tmp_path / "run")
+    with pytest.raises(_Interrupt):  # in the 7th chunk: the checkpoint after 5 s, at step 14
+        experiment.train_and_evaluate(config, workdir)
+    assert Checkpointer(workdir).metadata() == {"train_time_s": 5.0}
+    results = experiment.train_and_evaluate(config, workdir)
+
+    cosine = optax.cosine_decay_schedule(3e-3, 5, alpha=1e-4 / 3e-3)
+    expected = [float(cosine(s / 10 * 5)) for s in range(10)]  # after s of the 10 seconds
+    np.testing.assert_allclose(rates, expected[:6] + expected[5:], rtol=1e-6)
+    assert results["train_time_s"] == 10.0 and results["steps"] == 25  # 10 chunks of 4 and 1
+    logged = [r["train/learning_rate"] for r in read_metrics(workdir) if "train/loss" in r]
+    np.testing.assert_allclose(logged[-5:], expected[5:], rtol=1e-6)
+
+    # The budget is spent: rerunning only evaluates, in either mode.
+    again = experiment.train_and_evaluate(config, workdir)
+    config.train.fit_schedule_to_budget = False
+    with pytest.raises(ValueError, match=r"fit_schedule_to_budget': \(True, False\)"):
+        experiment.train_and_evaluate(config, workdir)
+    assert again["steps"] == 25 and len(rates) == 11
+
+
+@pytest.mark.parametrize(
+    "budget, fit", [(-1.0, False), (0.0, True)], ids=["negative", "fit-without-budget"]
+)
+def test_bad_time_budgets_are_refused(budget, fit):
+    train_cfg = test_config.get_config().train
+    train_cfg.time_budget_s, train_cfg.fit_schedule_to_budget = budget, fit
+    with pytest.raises(ValueError, match=f"time_budget_s={budget}, fit_schedule_to_budget={fit}"):
+        experiment.check_time_budget(train_cfg)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_dir, tmp_path, monkeypatch):

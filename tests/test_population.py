@@ -152,8 +152,11 @@ def test_members_may_differ_only_in_population_fields():
         population.member_configs(_config(), [{"model.latent_dim": 4}])
 
 
-@pytest.mark.parametrize("field, value", [("optim.ema_decay", 0.999), ("data.num_valid", 0)])
-def test_moving_averages_and_no_validation_are_for_lone_runs(tmp_path, field, value):
+@pytest.mark.parametrize(
+    "field, value",
+    [("optim.ema_decay", 0.999), ("data.num_valid", 0), ("train.fit_schedule_to_budget", True)],
+)
+def test_what_only_lone_runs_do_is_refused(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"{field.split('.')[1]}={value}.*separate trials"):
         population.train_and_evaluate_population(
             _config(**{field: value}), str(tmp_path), MEMBERS[:2]

@@ -34,9 +34,17 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def save(self, step: int, state: Any) -> None:
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    def save(self, step: int, state: Any, *, metadata: dict[str, Any] | None = None) -> None:
+        """Saves `state` at `step`, with `metadata` (JSON) written in the same atomic step."""
+        self._manager.save(
+            step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True
+        )
         self._manager.wait_until_finished()
+
+    def metadata(self, step: int | None = None) -> dict[str, Any]:
+        """The metadata saved with `step` (default: the latest); {} if none was."""
+        step = self.latest_step() if step is None else step
+        return dict(self._manager.metadata(step).custom_metadata or {})
 
     def restore(self, target: Any = None, step: int | None = None) -> Any:
         """Restores `step` (default: the latest) into the structure, shapes and shardings of

@@ -4,6 +4,10 @@ The one place that reads a config: it turns the ConfigDict into typed calls of t
 Rerunning with the same workdir resumes from the latest checkpoint; the data order and keys
 are functions of (seed, step), so a resumed run ends where an uninterrupted one would. Only the
 evaluation and monitoring settings may change on resume; other training settings are refused.
+
+`train.time_budget_s` bounds the run's training time, counted across resumes (each checkpoint
+records it). With `train.fit_schedule_to_budget` the learning-rate schedule runs on that clock
+instead of on steps: it ends when the budget does, however fast the machine turns out to be.
 """
 
 from __future__ import annotations
@@ -59,15 +63,37 @@ def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> netwo
     return networks.PRESETS[cfg.preset](**kwargs)
 
 
-def build_optimizer(cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int):
-    schedule = train.learning_rate_schedule(
+def build_schedule(
+    cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int
+) -> optax.Schedule:
+    return train.learning_rate_schedule(
         cfg.schedule,
         learning_rate=cfg.learning_rate,
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         end_learning_rate=cfg.get("end_learning_rate"),
     )
-    adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
+def build_optimizer(
+    cfg: ml_collections.ConfigDict,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    rate_from_host: bool = False,
+) -> optax.GradientTransformation:
+    """Adam on the configured schedule, optionally after gradient clipping.
+
+    `rate_from_host`: the state holds the learning rate, set by the training loop
+    (`set_learning_rate`), instead of a schedule of the step count.
+    """
+    schedule = build_schedule(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    if rate_from_host:
+        adam = optax.inject_hyperparams(optax.adam)(
+            learning_rate=schedule(0), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps
+        )
+    else:
+        adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     if cfg.get("grad_clip_norm"):
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
     return adam
@@ -83,6 +109,31 @@ _RESUMABLE = (
     "data.data_dir",
     "distributed",
 )
+
+
+def set_learning_rate(state: train.TrainState, rate: float) -> train.TrainState:
+    """`state` with the learning rate of an optimizer built with `rate_from_host=True`."""
+    current = optax.tree_utils.tree_get(state.opt_state, "learning_rate")
+    rate = jax.device_put(np.asarray(rate, current.dtype), current.sharding)
+    return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, learning_rate=rate))
+
+
+def check_time_budget(train_cfg: ml_collections.ConfigDict) -> tuple[float, bool]:
+    """`(budget in seconds or inf, whether the schedule is fitted to it)`, checked."""
+    budget = train_cfg.get("time_budget_s") or math.inf
+    fit = bool(train_cfg.get("fit_schedule_to_budget"))
+    if budget <= 0 or (fit and budget == math.inf):
+        raise ValueError(
+            f"train.time_budget_s must be positive (0: no budget), and set when "
+            f"train.fit_schedule_to_budget is True; got time_budget_s="
+            f"{train_cfg.get('time_budget_s')}, fit_schedule_to_budget={fit}."
+        )
+    return budget, fit
+
+
+def now() -> float:
+    """The training clock, in seconds (a function of its own, so that tests can drive it)."""
+    return time.monotonic()
 
 
 def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
@@ -199,7 +250,16 @@ def train_and_evaluate(
     train.check_batch_size(batch_size, mesh)
     steps_per_epoch = len(d.train) // batch_size
     total_steps = config.train.num_epochs * steps_per_epoch
-    tx = build_optimizer(config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    budget, fit_to_budget = check_time_budget(config.train)
+    schedule = build_schedule(
+        config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+    )
+    tx = build_optimizer(
+        config.optim,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        rate_from_host=fit_to_budget,
+    )
     root = jax.random.key(config.seed)
     k_init, k_train, k_data, k_eval = (jax.random.fold_in(root, i) for i in range(4))
     bias = likelihood.output_bias(d.train) if config.model.output_bias else None
@@ -209,8 +269,10 @@ def train_and_evaluate(
     checkpointer = Checkpointer(workdir)
     resuming = checkpointer.latest_step() is not None
     check_same_training(config.to_dict(), workdir, resuming=resuming)
+    trained_s = 0.0  # training time the checkpoint holds
     if resuming:
         state = checkpointer.restore(state)
+        trained_s = checkpointer.metadata().get("train_time_s", 0.0)
         log.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
     replicated = NamedSharding(mesh, PartitionSpec())
     state = to_global(state, replicated)
@@ -227,18 +289,23 @@ def train_and_evaluate(
     # ---- the loop
     step = int(state.step)
     writer = MetricWriter(workdir, purge_step=step + 1)
-    budget = config.train.get("time_budget_s") or math.inf
     last_checkpoint, perm, perm_epoch = step, None, -1
     bar = tqdm.tqdm(
-        total=total_steps,
+        total=None if fit_to_budget else total_steps,
         initial=step,
         unit="step",
         dynamic_ncols=True,
         disable=not config.train.progress_bar,
         mininterval=1.0,
     )
-    train_start = time.time()
-    while step < total_steps and time.time() - train_start < budget:
+    train_start = now() - trained_s
+    elapsed = lambda: now() - train_start
+    while (fit_to_budget or step < total_steps) and elapsed() < budget:
+        if fit_to_budget:  # the schedule's step that the time spent so far corresponds to
+            rate = float(schedule(elapsed() / budget * total_steps))
+            state = set_learning_rate(state, rate)
+        else:
+            rate = float(schedule(step))
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm = np.asarray(
@@ -263,6 +330,7 @@ def train_and_evaluate(
         step += n
         summary = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}
         summary["train/epoch"] = step / steps_per_epoch
+        summary["train/learning_rate"] = rate  # at the chunk's first step
         writer.write_scalars(step, summary)
         bar.update(n)
         bar.set_postfix(epoch=epoch, loss=f"{summary['train/loss']:.2f}", refresh=False)
@@ -276,12 +344,12 @@ def train_and_evaluate(
             writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()})
             log.info("epoch %d step %d: %s", epoch + 1, step, valid)
         if step - last_checkpoint >= config.train.checkpoint_every_steps or step == total_steps:
-            checkpointer.save(step, state)
+            checkpointer.save(step, state, metadata={"train_time_s": elapsed()})
             last_checkpoint = step
     bar.close()
+    train_time = elapsed()
     if step != last_checkpoint:  # stopped by the time budget
-        checkpointer.save(step, state)
-    train_time = time.time() - train_start
+        checkpointer.save(step, state, metadata={"train_time_s": train_time})
     writer.flush()
 
     # ---- final evaluation on test, figures, results

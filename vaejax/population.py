@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -234,6 +233,13 @@ def train_and_evaluate_population(
             f"optim.ema_decay={ema_decay}, data.num_valid={config.data.num_valid}. Set "
             "ema_decay=0 and num_valid > 0, or run these configs as separate trials."
         )
+    if config.train.get("fit_schedule_to_budget"):
+        raise ValueError(
+            "A population's members follow their schedules by steps; got "
+            "train.fit_schedule_to_budget=True. Set it False (time_budget_s still stops "
+            "training), or run these configs as separate trials."
+        )
+    budget, _ = experiment.check_time_budget(config.train)
     member_dirs = [os.path.join(workdir, "members", str(i)) for i in range(size)]
     for cfg, d in zip(configs, member_dirs, strict=True):
         os.makedirs(d, exist_ok=True)
@@ -281,8 +287,10 @@ def train_and_evaluate_population(
     resuming = checkpointer.latest_step() is not None
     settings = config.to_dict() | {"members": [dict(m) for m in members]}
     experiment.check_same_training(settings, workdir, resuming=resuming)
+    trained_s = 0.0  # training time the checkpoint holds
     if resuming:
         states = checkpointer.restore(states)
+        trained_s = checkpointer.metadata().get("train_time_s", 0.0)
         log.info("Resumed population from step %d", int(states.step[0]))
     replicated = NamedSharding(mesh, PartitionSpec())
     states = experiment.to_global(states, replicated)
@@ -303,10 +311,10 @@ def train_and_evaluate_population(
     step = int(states.step[0])
     writers = [MetricWriter(d, purge_step=step + 1) for d in member_dirs]
     errors: list[str | None] = [None] * size
-    budget = config.train.get("time_budget_s") or math.inf
     last_checkpoint, perms, perm_epoch = step, None, -1
-    train_start = time.time()
-    while step < total_steps and time.time() - train_start < budget:
+    train_start = experiment.now() - trained_s
+    elapsed = lambda: experiment.now() - train_start
+    while step < total_steps and elapsed() < budget:
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perms = np.stack(
@@ -353,11 +361,11 @@ def train_and_evaluate_population(
                     writers[i].write_scalars(step, {f"valid/{k}": v for k, v in valid.items()})
             log.info("population: epoch %d step %d", epoch + 1, step)
         if step - last_checkpoint >= config.train.checkpoint_every_steps or step == total_steps:
-            checkpointer.save(step, states)
+            checkpointer.save(step, states, metadata={"train_time_s": elapsed()})
             last_checkpoint = step
+    train_time = elapsed()
     if step != last_checkpoint:  # stopped by the time budget
-        checkpointer.save(step, states)
-    train_time = time.time() - train_start
+        checkpointer.save(step, states, metadata={"train_time_s": train_time})
     checkpointer.close()
 
     # ---- per-member evaluation, figures and results, as a lone run writes them

@@ -60,7 +60,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.steps_per_dispatch = 100  # steps fused in one lax.scan call
     config.train.eval_every_epochs = 1
     config.train.checkpoint_every_steps = 10_000
-    config.train.time_budget_s = 0.0  # 0: none; else stop training after this many seconds
+    config.train.time_budget_s = 0.0  # 0: none; else seconds of training (across resumes)
+    # True: the learning-rate schedule runs on training time and ends with time_budget_s (at
+    # elapsed t, its rate at step t / budget * num_epochs * steps per epoch); training lasts the
+    # budget whatever num_epochs says. For a fixed time, with no guess of the machine's speed.
+    config.train.fit_schedule_to_budget = False
     config.train.progress_bar = True
 
     config.eval = ml_collections.ConfigDict()
