@@ -142,7 +142,7 @@ def benchmark(size: int, *, steps: int, examples: int) -> dict[str, float]:
     }
 
 
-def main(argv):
+def main(argv) -> list[dict[str, float]]:
     del argv
     steps = 20 if FLAGS.quick else FLAGS.steps
     rows = [benchmark(int(p), steps=steps, examples=FLAGS.examples) for p in FLAGS.members]
@@ -166,6 +166,7 @@ def main(argv):
             f"{r['sep_train_s']:.2f} | {r['sep_steps_per_s']:.0f} | {r['speedup_train']:.2f}x | "
             f"{r['speedup_total']:.2f}x |"
         )
+    return rows
 
 
 if __name__ == "__main__":

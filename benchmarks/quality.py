@@ -1,10 +1,10 @@
 """Quality for time: test NLL (k=5000) reached after a training budget of T minutes.
 
-For each budget the default config is trained from scratch with its schedule sized to the
-budget (epochs = budget x epochs/s), then evaluated on the full test split. The first budget's
-pace comes from a short calibration run; each later one's from the run before it, minutes of
-training on the machine as it is now. Training stops at the budget, compilation included, even
-if the schedule has not ended. Prints a table and writes a PNG of NLL against training minutes.
+For each budget the default config is trained from scratch, its learning-rate schedule run on
+the training clock so that it ends with the budget (`train.fit_schedule_to_budget`): no guess
+of the machine's speed, which drifts by 10-20% over minutes here. Compilation counts against
+the budget. Then the full test split is evaluated. Prints a table and writes a PNG of NLL
+against training minutes.
 
   TFDS_DATA_DIR=../shared/data/tfds python -m benchmarks.quality --budgets=1,5,10,30 \
       --workdir=runs/quality [--config.x=...]
@@ -26,43 +26,16 @@ from experiments.configs import mnist as default_config
 from vaejax import experiment
 
 
-def calibrate_epochs_per_second(config: ml_collections.ConfigDict, workdir: str) -> float:
-    """Epochs per second of training alone: runs of 1 and 11 epochs without evaluation.
-
-    The difference of the two runs' training times cancels what both pay once (compilation,
-    the first validation), which would otherwise make every budget train for less than it may.
-    It sizes only the first budget: on this machine 20 s of training measured 0.62-0.72
-    epochs/s where minutes of it kept 0.52-0.55 (benchmarks/README.md, "Quality for time").
-    """
-    times = {}
-    for epochs in (1, 11):
-        c = ml_collections.ConfigDict(config.to_dict())
-        c.train.num_epochs = epochs
-        c.train.eval_every_epochs = max(c.train.eval_every_epochs, 10)  # as the budgets run
-        c.eval.iwae_samples = 0
-        c.eval.nll_samples = 0
-        c.eval.num_test = 100
-        res = experiment.train_and_evaluate(c, os.path.join(workdir, f"{epochs}_epochs"))
-        times[epochs] = res["train_time_s"]
-    return 10 / max(times[11] - times[1], 1e-3)  # tiny data (--quick): the times can tie
-
-
 def run(config: ml_collections.ConfigDict, budgets_min: list[float], workdir: str) -> list[dict]:
     os.makedirs(workdir, exist_ok=True)
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.num_valid = 0  # as Burda et al.: all train images; nothing is chosen on validation
-    pace = calibrate_epochs_per_second(config, os.path.join(workdir, "calibrate"))
+    config.train.fit_schedule_to_budget = True
     rows = []
     for minutes in budgets_min:
         c = ml_collections.ConfigDict(config.to_dict())
-        c.train.num_epochs = max(1, round(minutes * 60 * pace))
-        c.train.time_budget_s = minutes * 60  # the budget holds whatever the pace
-        # Validation every 10 epochs, not every epoch: the budget is for training.
-        c.train.eval_every_epochs = max(c.train.eval_every_epochs, 10)
+        c.train.time_budget_s = minutes * 60
         res = experiment.train_and_evaluate(c, os.path.join(workdir, f"budget_{minutes:g}min"))
-        # The pace this run kept, compilation included, sizes the next budget: the machine's
-        # speed drifts by 10-20% over minutes, more than a 20-s calibration can see.
-        pace = res["epochs"] / res["train_time_s"]
         test = res["test"]
         nll_key = next(k for k in test if k.startswith("nll_"))
         rows.append(
@@ -70,7 +43,7 @@ def run(config: ml_collections.ConfigDict, budgets_min: list[float], workdir: st
                 "budget_min": minutes,
                 "train_min": res["train_time_s"] / 60,
                 "epochs": res["epochs"],
-                "planned_epochs": c.train.num_epochs,
+                "steps": res["steps"],
                 "test_nll": test[nll_key],
                 "test_elbo": test["elbo"],
                 "test_iwae": next((v for k, v in test.items() if k.startswith("iwae_")), None),
@@ -89,15 +62,14 @@ def run(config: ml_collections.ConfigDict, budgets_min: list[float], workdir: st
 
 def _table(rows: list[dict]) -> str:
     lines = [
-        "| budget (min) | trained (min) | epochs (planned) | test NLL | test ELBO | test IWAE-50 "
+        "| budget (min) | trained (min) | epochs | steps | test NLL | test ELBO | test IWAE-50 "
         "| active | load avg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         iwae = "" if r["test_iwae"] is None else f"{r['test_iwae']:.2f}"
         lines.append(
-            f"| {r['budget_min']:g} | {r['train_min']:.1f} | {r['epochs']:.0f} "
-            f"({r['planned_epochs']}) | "
+            f"| {r['budget_min']:g} | {r['train_min']:.1f} | {r['epochs']:.0f} | {r['steps']} | "
             f"{r['test_nll']:.2f} | {r['test_elbo']:.2f} | {iwae} | {r['active_units']} | "
             f"{r['load_avg']:.1f} |"
         )
@@ -135,7 +107,10 @@ def main(argv: list[str]) -> list[dict]:
             node = config
             for p in path:
                 node = node[p]
-            node[leaf] = type(node[leaf])(value) if node[leaf] is not None else value
+            old = node[leaf]
+            if isinstance(old, bool):
+                value = value.lower() in ("1", "true")
+            node[leaf] = type(old)(value) if old is not None else value
     budgets = [float(b) for b in args.get("budgets", "1,5,10,30").split(",")]
     started = time.time()
     rows = run(config, budgets, args.get("workdir", "runs/quality"))

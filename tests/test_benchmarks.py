@@ -2,8 +2,11 @@
 
 import re
 
+import pytest
+
 from benchmarks import evaluate as evaluate_benchmark
-from benchmarks import throughput
+from benchmarks import population as population_benchmark
+from benchmarks import quality, throughput
 
 
 def test_throughput_quick_prints_rates_ratio_flops_bound_and_memory(capsys):
@@ -37,3 +40,27 @@ def test_evaluate_quick_prints_time_rate_bound_and_memory(capsys):
     assert res["num_test"] == 200 and res["samples"] == 100
     assert res["times_bound"] > 0 and res["peak_rss_mb"] > 0
     assert res["nll"] > 0
+
+
+def test_quality_quick_prints_the_table_for_a_budget(capsys, tmp_path):
+    (row,) = quality.main(["--quick", f"--workdir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "| budget (min) | trained (min) | epochs | steps | test NLL |" in out
+    assert re.search(r"\| 0.02 \| [\d.]+ \| \d+ \| \d+ \| [\d.]+ \| -[\d.]+ \|", out)
+    assert row["steps"] > 0 and row["test_nll"] > 0 and (tmp_path / "quality.png").exists()
+    # The schedule ran on the clock: the budget, compilation included, ended training.
+    assert 0.02 * 60 <= row["train_min"] * 60 < 0.02 * 60 + 30
+
+
+@pytest.fixture
+def population_flags():
+    yield population_benchmark.FLAGS
+    population_benchmark.FLAGS.unparse_flags()
+
+
+def test_population_quick_prints_speed_ups(capsys, population_flags):
+    population_flags(["population", "--quick", "--members=1,2", "--model=small", "--examples=500"])
+    rows = population_benchmark.main([])
+    out = capsys.readouterr().out
+    assert [r["P"] for r in rows] == [1, 2] and all(r["pop_steps_per_s"] > 0 for r in rows)
+    assert re.search(r"\| 2 \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \| .* \| [\d.]+x \| [\d.]+x \|", out)
