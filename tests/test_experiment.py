@@ -22,12 +22,7 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs
 def _config(fake_dir, **overrides):
     config = test_config.get_config()
     config.data.data_dir = fake_dir
-    for dotted, value in overrides.items():
-        node = config
-        *path, leaf = dotted.split(".")
-        for p in path:
-            node = node[p]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 

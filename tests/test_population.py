@@ -23,12 +23,7 @@ MEMBERS = [
 def _config(**overrides):
     config = test_config.get_config()
     config.model.latent_dim = 3
-    for dotted, value in overrides.items():
-        node = config
-        *path, leaf = dotted.split(".")
-        for p in path:
-            node = node[p]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 
