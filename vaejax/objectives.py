@@ -24,11 +24,17 @@ Decode = Callable[[jax.Array], Mapping[str, jax.Array]]
 
 
 class ElboTerms(NamedTuple):
-    """Per-example `[B]` terms, with `elbo = log_likelihood - beta * kl`."""
+    """Per-example `[B]` terms.
+
+    `elbo = log_likelihood - kl` is the bound on log p(x) whatever `beta` is;
+    `objective = log_likelihood - beta * kl` is what a beta-weighted training maximizes
+    (equal to `elbo` for beta = 1).
+    """
 
     elbo: jax.Array
     log_likelihood: jax.Array  # Monte Carlo E_q[log p(x | z)]
     kl: jax.Array  # KL(q(z | x) || p(z)), analytic or Monte Carlo
+    objective: jax.Array  # log_likelihood - beta * kl
 
 
 def _log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood: Likelihood):
@@ -62,7 +68,10 @@ def elbo(
     beta: float | jax.Array = 1.0,
     analytic_kl: bool = True,
 ) -> ElboTerms:
-    """The evidence lower bound E_q[log p(x | z)] - beta KL(q(z | x) || p(z)), per example.
+    """The evidence lower bound E_q[log p(x | z)] - KL(q(z | x) || p(z)), per example.
+
+    With `beta`, also the weighted objective E_q[log p(x | z)] - beta KL (`ElboTerms.objective`);
+    `ElboTerms.elbo` stays the bound.
 
     Args:
       key: PRNG key for the reparameterized samples.
@@ -75,7 +84,7 @@ def elbo(
       analytic_kl: closed-form KL (lower variance) or the Monte Carlo log q(z|x) - log p(z).
 
     Returns:
-      `ElboTerms` of `[B]` arrays.
+      `ElboTerms` of `[B]` arrays: `elbo`, `log_likelihood`, `kl`, `objective`.
 
     References:
       Kingma & Welling, Auto-Encoding Variational Bayes, 2013, eq. (10).
@@ -89,7 +98,7 @@ def elbo(
         kl = posterior.kl_standard_normal(q)
     else:
         kl = (posterior.log_prob(q, z) - standard_normal_log_prob(z)).mean(0)
-    return ElboTerms(log_likelihood - beta * kl, log_likelihood, kl)
+    return ElboTerms(log_likelihood - kl, log_likelihood, kl, log_likelihood - beta * kl)
 
 
 def _log_weights(key, x, q, *, decode, likelihood, posterior, num_samples) -> jax.Array:
