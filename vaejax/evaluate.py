@@ -15,19 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import networks
+from vaejax import cpu_fastpaths, networks
 from vaejax.data import DEQUANTIZATION_LEVELS
 from vaejax.objectives import elbo, estimate_log_likelihood
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), Sec. 5.2: Var_x E_q[z_d] > 0.01
 
-# XLA:CPU's YNNPACK fusion merges a forward-only decoder (its dots, activations, the likelihood
-# and the sum over pixels) into one library call, which ran 6x slower here than the same ops
-# apart (7 vs 41 GFLOP/s for Burda et al.'s decoder); evaluation keeps each dot in a fusion of
-# its own. Training needs no such option: its backward pass reads the activations, which splits
-# the fusion anyway. Other backends ignore xla_cpu_* options.
-_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-_jit = functools.partial(jax.jit, compiler_options=_COMPILER_OPTIONS)
+# On CPU, each dot in a fusion of its own (see `cpu_fastpaths.evaluation_jit`).
+_jit = cpu_fastpaths.evaluation_jit
 
 
 def _batched(

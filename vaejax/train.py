@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -24,7 +23,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaejax import networks
+from vaejax import cpu_fastpaths, networks
 from vaejax.data import add_data_noise
 from vaejax.objectives import elbo, iwae_bound
 
@@ -210,18 +209,8 @@ def train_step(
     grads, metrics = grad_fn(
         state.params, batch, noise_key, state.step, model=model, objective=objective
     )
-    metrics["grad_norm"] = _global_norm(grads)
+    metrics["grad_norm"] = cpu_fastpaths.global_norm(grads)
     return state.apply_gradients(grads=grads), metrics
-
-
-def _global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all of a pytree's leaves together (`optax.tree.norm`'s value).
-
-    Written with |g| * |g| rather than g * g: Adam squares the same gradients, and XLA would
-    share one g * g between the two, writing it to memory and reading it back twice. Kept apart,
-    each square fuses into its own consumer: about 6% of a 784-500-20 MLP step on CPU.
-    """
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(g) * jnp.abs(g)) for g in jax.tree.leaves(tree)))
 
 
 def data_mesh(devices: list | None = None) -> Mesh:
@@ -241,10 +230,9 @@ def make_train_chunk(
     Step s of the run uses `fold_in(key, s)`, so a chunk's result depends only on the state and
     the indices, not on how steps are grouped into chunks or devices.
 
-    The steps run in one `lax.scan`, one dispatch per chunk. Except on CPU for a model with
-    convolutions: XLA:CPU runs convolutions inside a loop body several times slower than outside
-    one (jax-ml/jax#12868; 2.7x for `networks.conv_vae`'s step here), so there the same steps
-    run as one jitted step per dispatch, which costs little next to a convolutional step.
+    The steps run in one `lax.scan`, one dispatch per chunk, except where
+    `cpu_fastpaths.prefer_per_step_dispatch` says otherwise (on CPU, a step with convolutions):
+    there the same steps run as one jitted step per dispatch.
     """
     step_fn = functools.partial(train_step, model=model, objective=objective, data_noise=data_noise)
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -264,7 +252,8 @@ def make_train_chunk(
         out_shardings=(replicated, replicated),
         donate_argnames=("state",),
     )
-    if mesh.devices.flat[0].platform != "cpu":
+    platform = mesh.devices.flat[0].platform
+    if platform != "cpu":
         return scanned
     stepped = jax.jit(
         one_step,
@@ -272,13 +261,13 @@ def make_train_chunk(
         out_shardings=(replicated, replicated),
         donate_argnames=("state",),
     )
-    scan_is_fast: list[bool] = []  # decided on the first call, from the step's operations
+    per_step: list[bool] = []  # decided on the first call, from the step's operations
 
     def run(state, train_x, idx, key):
-        if not scan_is_fast:
-            step_jaxpr = jax.make_jaxpr(one_step)(state, train_x, idx[0], key)
-            scan_is_fast.append(not _has_convolutions(step_jaxpr.jaxpr))
-        if scan_is_fast[0]:
+        if not per_step:
+            step_jaxpr = jax.make_jaxpr(one_step)(state, train_x, idx[0], key).jaxpr
+            per_step.append(cpu_fastpaths.prefer_per_step_dispatch(step_jaxpr, platform))
+        if not per_step[0]:
             return scanned(state, train_x, idx, key)
         metrics = []
         for idx_b in np.asarray(idx):
@@ -287,14 +276,6 @@ def make_train_chunk(
         return state, jax.tree.map(lambda *per_step: jnp.stack(per_step), *metrics)
 
     return run
-
-
-def _has_convolutions(jaxpr: jex_core.Jaxpr) -> bool:
-    return any(
-        eqn.primitive.name == "conv_general_dilated"
-        or any(_has_convolutions(sub) for sub in jex_core.jaxprs_in_params(eqn.params))
-        for eqn in jaxpr.eqns
-    )
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
