@@ -329,8 +329,8 @@ def test_every_shipped_sweep_loads_and_builds(name):
 def test_a_trial_whose_machine_went_silent_is_retried_through_the_heartbeat(tmp_path, monkeypatch):
     # An RDB storage (here SQLite) records heartbeats; a trial whose worker on another machine
     # stopped beating is failed by Optuna and run again here, under its own key.
-    monkeypatch.setattr(sweeps, "HEARTBEAT_INTERVAL_S", 1)
-    monkeypatch.setattr(sweeps, "HEARTBEAT_GRACE_S", 1)
+    monkeypatch.setattr(sweeps.storage, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(sweeps.storage, "HEARTBEAT_GRACE_S", 1)
     ran = []
 
     def train_fn(config, workdir):
@@ -340,7 +340,7 @@ def test_a_trial_whose_machine_went_silent_is_retried_through_the_heartbeat(tmp_
     sweep = _fake_sweep(train_fn)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = sweeps.open_study(sweep, sweeps.make_storage(url, tmp_path))
-    sweeps.enqueue_grid(study, sweep)
+    sweeps.enqueue_missing(study, sweep)
     lost = study.ask()  # trial 0 starts on "another machine", beats once, then goes silent
     lost.suggest_categorical("objective.beta", (0.5, 1.0, 2.0))
     lost.set_user_attr("host", "another-machine")
