@@ -1,10 +1,12 @@
 """The train step: one update, chunked equals step-by-step, objectives, schedules, devices."""
 
+import functools
 import os
 import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,23 +28,33 @@ def _setup(lr=1e-2):
     return model, state
 
 
-def test_one_step_updates_and_counts():
-    model, state = _setup()
-    before = jax.tree.map(np.asarray, state.params)
-    step = jax.jit(
-        lambda s, b, k: train.train_step(s, b, k, model=model, objective=train.Objective()),
-        donate_argnums=0,
-    )
-    new, metrics = step(state, jnp.asarray(X[:8]), jax.random.key(1))
-    assert int(new.step) == 1
-    leaves = jax.tree.leaves(new.params)
-    assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
-    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, new.params)
-    assert all(jax.tree.leaves(changed))
-    assert set(metrics) >= {"loss", "elbo", "log_likelihood", "kl", "grad_norm"}
-    np.testing.assert_allclose(
-        metrics["elbo"], metrics["log_likelihood"] - metrics["kl"], rtol=1e-5
-    )
+class OneStepTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_one_step_is_an_adam_step_on_the_loss(self):
+        """Jitted or not: step 1, finite parameters moved by Adam's first update, the bound's
+        metrics."""
+        lr = 1e-2
+        model, state = _setup(lr)
+        before = jax.tree.map(np.asarray, state.params)
+        step = self.variant(
+            functools.partial(train.train_step, model=model, objective=train.Objective())
+        )
+        new, metrics = step(state, jnp.asarray(X[:8]), jax.random.key(1))
+        assert int(new.step) == 1
+        chex.assert_trees_all_equal_shapes_and_dtypes(new.params, before)
+        chex.assert_tree_all_finite(new.params)
+        # Adam's first update moves each parameter by lr * |g| / (|g| + eps): lr, or 0 where the
+        # gradient is 0 (input weights of pixels that are 0 throughout the batch).
+        for delta in jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b), new.params, before)):
+            assert np.all(np.isclose(delta, lr, rtol=1e-3) | (delta == 0)), delta
+            assert np.mean(delta > 0) > 0.9
+        assert set(metrics) >= {"loss", "elbo", "log_likelihood", "kl", "grad_norm"}
+        chex.assert_shape([metrics["loss"], metrics["elbo"], metrics["grad_norm"]], ())
+        np.testing.assert_allclose(
+            metrics["elbo"], metrics["log_likelihood"] - metrics["kl"], rtol=1e-6
+        )
+        np.testing.assert_allclose(metrics["loss"], -metrics["elbo"], rtol=1e-6)  # beta = 1
+        assert float(metrics["grad_norm"]) > 0
 
 
 def test_moving_average_of_params():
@@ -169,10 +181,21 @@ def test_bad_config_values():
         train.Objective(beta=-1)
     with pytest.raises(ValueError, match="Unknown learning-rate schedule 'step'"):
         train.learning_rate_schedule("step", learning_rate=1, total_steps=1, steps_per_epoch=1)
-    mesh = train.data_mesh(jax.devices()[:1])
-    train.check_batch_size(7, mesh)
-    with pytest.raises(ValueError, match="batch_size 6 is not divisible by the 4 devices"):
-        train.check_batch_size(6, type("M", (), {"size": 4})())
+
+
+def test_batch_size_must_split_evenly_over_the_devices():
+    one = train.data_mesh(jax.devices()[:1])
+    assert one.size == 1
+    for batch_size in (1, 7):
+        assert train.check_batch_size(batch_size, one) is None  # any batch fits one device
+    four = type("Mesh", (), {"size": 4})()
+    for batch_size in (4, 8, 200):
+        assert train.check_batch_size(batch_size, four) is None
+    for batch_size in (2, 6, 201):
+        with pytest.raises(
+            ValueError, match=f"batch_size {batch_size} is not divisible by the 4 devices.*4"
+        ):
+            train.check_batch_size(batch_size, four)
 
 
 _DEVICES_SCRIPT = textwrap.dedent(
