@@ -2,11 +2,15 @@
 
 import re
 
+import numpy as np
+import optax
 import pytest
 
 from benchmarks import evaluate as evaluate_benchmark
 from benchmarks import population as population_benchmark
 from benchmarks import quality, throughput
+from vaejax import experiment
+from vaejax.writers import read_metrics
 
 
 def test_throughput_quick_prints_rates_ratio_flops_bound_and_memory(capsys):
@@ -42,14 +46,38 @@ def test_evaluate_quick_prints_time_rate_bound_and_memory(capsys):
     assert res["nll"] > 0
 
 
-def test_quality_quick_prints_the_table_for_a_budget(capsys, tmp_path):
-    (row,) = quality.main(["--quick", f"--workdir={tmp_path}"])
+def test_quality_quick_trains_on_the_clock_until_the_budget(capsys, tmp_path, monkeypatch):
+    # A clock that each chunk of 4 steps moves on by 0.5 s: the 0.02-minute (1.2 s) budget is
+    # spent after the third chunk, whatever this machine's speed.
+    clock = [0.0]
+    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    run_chunk = experiment.run_chunk
+
+    def half_a_second(*args, **kwargs):
+        clock[0] += 0.5
+        return run_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run_chunk", half_a_second)
+    (row,) = quality.main(["quality", "--quick", f"--workdir={tmp_path}"])
     out = capsys.readouterr().out
     assert "| budget (min) | trained (min) | epochs | steps | test NLL |" in out
-    assert re.search(r"\| 0.02 \| [\d.]+ \| \d+ \| \d+ \| [\d.]+ \| -[\d.]+ \|", out)
-    assert row["steps"] > 0 and row["test_nll"] > 0 and (tmp_path / "quality.png").exists()
-    # The schedule ran on the clock: the budget, compilation included, ended training.
-    assert 0.02 * 60 <= row["train_min"] * 60 < 0.02 * 60 + 30
+    assert re.search(r"\| 0.02 \| 0.0 \| \d+ \| 12 \| [\d.]+ \| -[\d.]+ \|", out)
+    assert row["train_min"] * 60 == 1.5 and row["steps"] == 12
+    assert row["test_nll"] > 0 and (tmp_path / "quality.png").exists()
+    # The learning rate ran on that clock: cosine from 3e-3 at 0 s, read at each chunk's start.
+    rates = [r["train/learning_rate"] for r in read_metrics(tmp_path / "budget_0.02min")]
+    cosine = optax.cosine_decay_schedule(3e-3, 1.2, alpha=1e-4 / 3e-3)
+    np.testing.assert_allclose(rates, [cosine(t) for t in (0.0, 0.5, 1.0)], rtol=1e-5)
+
+
+def test_quality_flags_override_the_config(tmp_path):
+    fv = quality.parse_flags(
+        ["quality", "--budgets=2,3", "--config.train.batch_size=50", "--config.seed=4"]
+    )
+    assert fv.budgets == ["2", "3"] and not fv.quick
+    assert fv.config.train.batch_size == 50 and fv.config.seed == 4
+    with pytest.raises(AttributeError):  # locked: a typo is an error, not a new field
+        fv.config.train.batch_sise = 50
 
 
 @pytest.fixture
