@@ -10,10 +10,10 @@ VAE: 86.76 nats; IWAE with k=50: 84.78. Too long for a CPU (days); run it on a G
 
 (VAE or IWAE with k in {1, 5, 50}; for the VAE with k samples set objective.num_samples=k.)
 
-Reached here (2026-11-24, 2-core CPU, no GPU lent), only the protocol's first 4 minutes:
-`--config.train.time_budget_s=240 --config.eval.nll_samples=1000` trained 131,500 steps (52.6 of
-the 3280 epochs: stages 0-3 and part of stage 4, at 548 steps/s), then test ELBO -97.59, IWAE-50
--93.15, NLL-1000 92.17 nats, 19 active units. The full protocol is about 8.2M steps: at that
+Reached on a 2-core CPU (2026-11-24, commit 71e8dc0), only the protocol's first 4 minutes: the first
+command with `--config.train.time_budget_s=240 --config.eval.nll_samples=1000` trained 131,500 steps
+(52.6 of the 3280 epochs: stages 0-3 and part of stage 4, at 548 steps/s), then test ELBO -97.59,
+IWAE-50 -93.15, NLL-1000 92.17 nats, 19 active units. The full protocol is about 8.2M steps: at that
 pace 4 hours of steps alone plus a validation every 20 epochs, so run it on a GPU.
 """
 

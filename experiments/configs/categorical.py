@@ -6,8 +6,9 @@ The encoder sees pixels / 255 (model.input_scale); the loss is exact bits/dim of
 The conv decoder's 1x1 head gives each pixel its 256 logits from 32 channels; an MLP decoder
 would need a 200 x 200,704 output layer (40M weights, about 1.5 s a step on 2 CPU cores).
 
-Its 20 epochs are a GPU job (its conv steps ran at 0.7 steps/s here). Reached here
-(2026-11-24), a smoke run only: `--config.train.num_epochs=1
+Its 20 epochs are a GPU job (its conv steps ran at 0.7 steps/s on a 2-core CPU). Reached
+there (2026-11-24, commit a59c7bb), a smoke run only: the command above with
+`--config.train.num_epochs=1
 --config.train.time_budget_s=150 --config.eval.num_test=200 --config.eval.nll_samples=100`
 stopped after 200 steps (0.4 epochs, 4 min 40 s: the budget is checked between chunks of 100
 steps), then on the first 200 test images: ELBO -845.85, IWAE-50 -832.86, NLL-100 831.88 nats,

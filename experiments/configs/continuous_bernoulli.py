@@ -8,14 +8,15 @@ NLL gives a true upper bound on the bits/dim of the 8-bit pixels. Reconstruction
 mean, not sigmoid(logits).
 
 The network is the 784-400-20 ReLU MLP of the CB paper's PyTorch example. Burda et al.'s tanh
-784-200-200-50 collapsed here (KL under 1 nat after 50 epochs, every reconstruction the same
+784-200-200-50 collapsed on it (KL under 1 nat after 50 epochs, every reconstruction the same
 blur, with or without KL warm-up or dequantization): the CB rewards near-0 background pixels
 with densities in the hundreds, the decoder's logits grow to match, and its tanh units saturate.
 
-Reached here (2026-11-24, 2-core CPU shared with other runs, `--config.eval.nll_samples=1000`,
-15 min 7 s wall): test ELBO +3173.2 nats of dequantized pixels (log-likelihood 3233.1, KL 59.8),
-IWAE-50 3188.1, NLL-1000 -3193.2, all 20 latent units active: **2.12 bits/dim** of the 8-bit
-test images, an upper bound (compare the fixed-variance Gaussian's 6.6, gaussian.py).
+Reached (2026-11-24, commit dcff320, 2-core CPU shared with other runs; the command above with
+`--config.eval.nll_samples=1000`, 15 min 7 s wall): test ELBO +3173.2 nats of dequantized pixels
+(log-likelihood 3233.1, KL 59.8), IWAE-50 3188.1, NLL-1000 -3193.2, all 20 latent units active:
+**2.12 bits/dim** of the 8-bit test images, an upper bound (compare the fixed-variance Gaussian's
+6.6, gaussian.py).
 """
 
 from experiments.configs import mnist

@@ -5,12 +5,12 @@ Fixed variance by default; `--config.model.likelihood=learned_gaussian` adds a l
 
   python -m experiments.mnist --config=experiments/configs/gaussian.py --workdir=runs/gauss
 
-Reached here (2026-11-24, 2-core CPU shared with another job, `--config.eval.nll_samples=1000`,
-7 min 51 s wall): test ELBO -200.92 nats of standardized pixels (reconstruction -92.24, KL
-108.69), IWAE-50 -186.04, NLL-1000 181.16, all 50 latent units active; 6.63 bits/dim of the
-8-bit pixels (density times bin width: with sigma fixed at 0.3 standardized units, about 23
-pixel levels, a fixed-variance Gaussian spreads its mass over many levels; compare the learned
-variance in docs/decoder_variance.md).
+Reached (2026-11-24, commit 7557bfb, 2-core CPU shared with another job; the command above with
+`--config.eval.nll_samples=1000`, 7 min 51 s wall): test ELBO -200.92 nats of standardized pixels
+(reconstruction -92.24, KL 108.69), IWAE-50 -186.04, NLL-1000 181.16, all 50 latent units active;
+6.63 bits/dim of the 8-bit pixels (density times bin width: with sigma fixed at 0.3 standardized
+units, about 23 pixel levels, a fixed-variance Gaussian spreads its mass over many levels; compare
+the learned variance in docs/decoder_variance.md).
 """
 
 import ml_collections

@@ -5,10 +5,10 @@ Sized to train and evaluate in about 11 minutes on a 2-core CPU:
   TFDS_DATA_DIR=../shared/data/tfds python -m experiments.mnist \
       --config=experiments/configs/mnist.py --workdir=runs/mnist
 
-Reached here (2026-11-24, 2-core CPU; 11 min 6 s wall for `make mnist`, 6 min 0 s of it
-training): test ELBO -92.99, IWAE-50 -89.39, NLL-5000 88.43 nats, 23 active units (README.md,
-"What make mnist reached"). The peak rate of 3e-3 beat 1e-3 and 5e-3, and batch 200 beat 50,
-100 and 400 for a fixed training time (benchmarks/README.md, "Quality for time").
+Reached (2026-11-24, commit eadf4b9, 2-core CPU; 11 min 6 s wall for `make mnist`, 6 min 0 s of it
+training): test ELBO -92.99, IWAE-50 -89.39, NLL-5000 88.43 nats, 23 active units
+(benchmarks/README.md, "make mnist"). The peak rate of 3e-3 beat 1e-3 and 5e-3, and batch 200 beat
+50, 100 and 400 for a fixed training time (benchmarks/README.md, "Quality for time").
 """
 
 import ml_collections
