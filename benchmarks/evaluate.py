@@ -3,6 +3,7 @@
   python -m benchmarks.evaluate                      # 10,000 images x 5000 samples (minutes)
   python -m benchmarks.evaluate --quick              # seconds, for the tests
   python -m benchmarks.evaluate --num_test 1000 --samples 5000 --chunk_size 20
+  python -m benchmarks.evaluate --fastpaths --num_test 500 --samples 1000   # CPU fast paths on/off
 
 The code under test is `vaejax.evaluate.evaluate_test` (ELBO terms, then log p(x) with
 `vaejax.objectives.estimate_log_likelihood`: the encoder once per image, the decoder on
@@ -15,6 +16,9 @@ In the same process it times a straightforward chunked JAX evaluation (its own F
 `optax.sigmoid_binary_cross_entropy`, a `lax.scan` over chunks of `--reference_chunk_size`
 samples, plain `jax.jit`) on `--reference_num_test` images, and the matmul bound: the decoder's
 and encoder's dots alone, on their own shapes (`benchmarks.common.matmul_bound`).
+
+With `--fastpaths`, it instead times `evaluate_test` with each evaluation fast path of
+`vaejax.cpu_fastpaths` on and off, `--repeats` times alternating: what each buys.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ import numpy as np
 import optax
 
 from benchmarks import common
-from benchmarks.throughput import Model, reference_model
+from benchmarks.throughput import (
+    FASTPATH_HEADERS,
+    Model,
+    fastpath_row,
+    fastpath_side,
+    reference_model,
+)
 from experiments.configs import mnist as mnist_config
 from vaejax import data, evaluate, likelihoods, networks
 
@@ -107,6 +117,62 @@ def flops_and_bound(model, params, x, *, num_samples: int, chunk_size: int, batc
     return common.total_flops(ops) * num_batches, bound, num_batches
 
 
+EVALUATION_FASTPATHS = ("evaluation_fusion", "threefry")
+
+
+def fastpath_ab(model, params, x, name: str, *, repeats: int, **eval_kwargs) -> dict:
+    """Images/s of `evaluate_test` with fast path `name` on and off, alternating."""
+
+    def images_per_s(key: jax.Array) -> float:
+        start = time.perf_counter()
+        evaluate.evaluate_test(model, params, x, key, iwae_samples=0, **eval_kwargs)
+        return len(x) / (time.perf_counter() - start)
+
+    for on in (True, False):  # compile each side
+        with fastpath_side(name, on):
+            evaluate.evaluate_test(
+                model,
+                params,
+                x[: eval_kwargs["batch_size"]],
+                jax.random.key(0),
+                iwae_samples=0,
+                **eval_kwargs,
+            )
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            with fastpath_side(name, on):
+                rates[on].append(images_per_s(jax.random.key(r)))
+    gain = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+    return {
+        "fastpath": name,
+        "description": f"{BURDA.description}, {len(x)} images x {eval_kwargs['nll_samples']}",
+        "repeats": repeats,
+        "on_steps_per_s": common.median(rates[True]),  # images/s here
+        "off_steps_per_s": common.median(rates[False]),
+        "speedup": common.median(gain),
+        "speedup_range": common.spread(gain),
+        "rates": {"on": rates[True], "off": rates[False]},
+    }
+
+
+def run_fastpaths(model, params, x, *, repeats: int, **eval_kwargs) -> list[dict]:
+    results = []
+    for name in EVALUATION_FASTPATHS:
+        res = fastpath_ab(model, params, x, name, repeats=repeats, **eval_kwargs)
+        results.append(res)
+        print(
+            f"{name}: on {res['on_steps_per_s']:.1f} images/s, off {res['off_steps_per_s']:.1f}, "
+            f"on/off {res['speedup']:.3f}x [{res['speedup_range']}] over {repeats} "
+            "alternating runs",
+            flush=True,
+        )
+    headers = [h.replace("steps/s", "images/s") for h in FASTPATH_HEADERS]
+    print()
+    print(common.markdown_table(headers, [fastpath_row(r) for r in results]))
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     ev = mnist_config.get_config().eval
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -121,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--data", default="mnist" if os.environ.get("TFDS_DATA_DIR") else "synthetic"
     )
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--fastpaths", action="store_true", help="time each CPU fast path on against off instead"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="with --fastpaths (6; quick 1)")
     args = parser.parse_args(argv)
     num_test = args.num_test or (200 if args.quick else 10_000)
     samples = args.samples or (100 if args.quick else ev.nll_samples)
@@ -134,6 +204,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model = networks.burda2015(data_shape=x.shape[1:], likelihood=likelihood)
     params = networks.init(model, jax.random.key(0), x[:1])
     params = networks.set_output_bias(params, likelihood.output_bias(x))
+    if args.fastpaths:
+        results = run_fastpaths(
+            model,
+            params,
+            x[:num_test],
+            repeats=args.repeats or (1 if args.quick else 6),
+            nll_samples=samples,
+            nll_chunk_size=chunk,
+            batch_size=args.batch_size,
+        )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": common.machine(), "results": results}, f, indent=1)
+        return {"fastpaths": results}
 
     flops, bound, num_batches = flops_and_bound(
         model,

@@ -2,6 +2,7 @@
 
   python -m benchmarks.throughput            # all models, about 10 minutes on a 2-core CPU
   python -m benchmarks.throughput --quick    # seconds: tiny step counts, for the tests
+  python -m benchmarks.throughput --fastpaths --models mlp500,conv   # each CPU fast path on/off
 
 For each model, in this one process and on the same synthetic binary data of MNIST's shape:
 
@@ -18,11 +19,16 @@ For each model, in this one process and on the same synthetic binary data of MNI
 
 The three are timed in turn, `--repeats` times in alternating order, and each ratio is the
 median of its per-repeat ratios, so load from other jobs on the machine moves both sides alike.
+
+With `--fastpaths`, it instead times vaejax's loop (with dynamic binarization, as the default
+config trains) with each training fast path of `vaejax.cpu_fastpaths` on and off, alternating,
+for the models each path acts on: what each buys.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -41,7 +47,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from benchmarks import common
 from experiments.configs import burda2015 as burda_config
 from experiments.configs import mnist as mnist_config
-from vaejax import data, likelihoods, networks, train
+from vaejax import cpu_fastpaths, data, likelihoods, networks, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,6 +415,85 @@ def _vaejax_rate(loop: VaejaxLoop, steps: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+# ----------------------------------------------------------------------------- CPU fast paths
+
+TRAINING_FASTPATHS = ("threefry", "global_norm", "per_step_dispatch")
+
+
+def fastpath_side(name: str, on: bool) -> contextlib.AbstractContextManager:
+    """The context a fast path's side runs in: as the library runs it, or switched off."""
+    return contextlib.nullcontext() if on else cpu_fastpaths.disabled(name)
+
+
+def fastpaths_acting_on(m: Model) -> tuple[str, ...]:
+    """The training fast paths that change `m`'s step (per-step dispatch: conv steps only)."""
+    return tuple(n for n in TRAINING_FASTPATHS if m.kind == "conv" or n != "per_step_dispatch")
+
+
+def fastpath_ab(m: Model, x: np.ndarray, name: str, *, repeats: int, seconds: float, quick: bool):
+    """Steps/s of vaejax's loop with fast path `name` on and off, alternating, in this process."""
+    spd = 4 if quick else m.steps_per_dispatch
+    loops = {}
+    for on in (True, False):
+        with fastpath_side(name, on):
+            loops[on] = VaejaxLoop(m, x, steps_per_dispatch=spd, data_noise="binarize")
+            loops[on].warm_up()
+            loops[on].run(spd)  # and whatever else the loop compiles (the epoch's permutation)
+    with fastpath_side(name, True):
+        t_step = _timed(lambda: loops[True].run(spd)) / spd
+    steps = max(spd, int(seconds / t_step) // spd * spd)
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            with fastpath_side(name, on):
+                rates[on].append(_vaejax_rate(loops[on], steps))
+    gain = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+    return {
+        "model": m.name,
+        "description": m.description,
+        "fastpath": name,
+        "steps_per_run": steps,
+        "repeats": repeats,
+        "on_steps_per_s": common.median(rates[True]),
+        "off_steps_per_s": common.median(rates[False]),
+        "speedup": common.median(gain),
+        "speedup_range": common.spread(gain),
+        "rates": {"on": rates[True], "off": rates[False]},
+    }
+
+
+FASTPATH_HEADERS = ("fast path", "model", "steps/s on", "steps/s off", "on/off (range)", "repeats")
+
+
+def fastpath_row(res: dict) -> list:
+    return [
+        res["fastpath"],
+        res["description"],
+        res["on_steps_per_s"],
+        res["off_steps_per_s"],
+        f"{res['speedup']:.3f}x ({res['speedup_range']})",
+        res["repeats"],
+    ]
+
+
+def run_fastpaths(specs: Sequence[Model], x: np.ndarray, *, repeats, seconds, quick) -> list:
+    results = []
+    for m in specs:
+        for name in fastpaths_acting_on(m):
+            res = fastpath_ab(m, x, name, repeats=repeats, seconds=seconds, quick=quick)
+            results.append(res)
+            print(
+                f"{name} on {m.name}: on {res['on_steps_per_s']:.2f} steps/s, off "
+                f"{res['off_steps_per_s']:.2f}, on/off {res['speedup']:.3f}x "
+                f"[{res['speedup_range']}] over {repeats} alternating runs of "
+                f"{res['steps_per_run']} steps",
+                flush=True,
+            )
+    print()
+    print(common.markdown_table(FASTPATH_HEADERS, [fastpath_row(r) for r in results]))
+    return results
+
+
 HEADERS = (
     "model",
     "batch",
@@ -458,6 +543,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--seconds", type=float, default=None, help="per timed run (1.0)")
     parser.add_argument("--num_train", type=int, default=None, help="synthetic examples (50000)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--fastpaths", action="store_true", help="time each CPU fast path on against off instead"
+    )
     args = parser.parse_args(argv)
 
     specs = models()
@@ -474,6 +562,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     peak = common.square_matmul_gflops(256 if args.quick else 2048)
     print(f"float32 square matmul peak: {peak:.0f} GFLOP/s", flush=True)
     x = common.synthetic_binary_images(num_train)
+    if args.fastpaths:
+        results = run_fastpaths(
+            [specs[n] for n in names], x, repeats=repeats, seconds=seconds, quick=args.quick
+        )
+        _write_json(args.json, results)
+        return results
     results = []
     for name in names:
         # A conv step takes about a second here: fewer repeats keep the run in minutes.
@@ -502,10 +596,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print()
     print(common.markdown_table(HEADERS, [row(r) for r in results]))
     print(f"\nprocess peak RSS {common.max_rss_mb():.0f} MB; {common.describe_machine()}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": common.machine(), "results": results}, f, indent=1)
+    _write_json(args.json, results)
     return results
+
+
+def _write_json(path: str | None, results: list[dict]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump({"machine": common.machine(), "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

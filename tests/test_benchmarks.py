@@ -46,6 +46,23 @@ def test_evaluate_quick_prints_time_rate_bound_and_memory(capsys):
     assert res["nll"] > 0
 
 
+def test_throughput_fastpaths_quick_times_each_path_on_and_off(capsys):
+    results = throughput.main(["--quick", "--fastpaths", "--models", "burda_b20"])
+    out = capsys.readouterr().out
+    assert [r["fastpath"] for r in results] == ["threefry", "global_norm"]  # no convolutions
+    assert re.search(r"threefry on burda_b20: on [\d.]+ steps/s, off [\d.]+, on/off [\d.]+x", out)
+    assert "| fast path | model | steps/s on | steps/s off | on/off (range) | repeats |" in out
+    assert all(r["on_steps_per_s"] > 0 and r["off_steps_per_s"] > 0 for r in results)
+
+
+def test_evaluate_fastpaths_quick_times_each_path_on_and_off(capsys):
+    res = evaluate_benchmark.main(["--quick", "--fastpaths", "--data", "synthetic"])
+    out = capsys.readouterr().out
+    assert [r["fastpath"] for r in res["fastpaths"]] == ["evaluation_fusion", "threefry"]
+    assert re.search(r"evaluation_fusion: on [\d.]+ images/s, off [\d.]+, on/off [\d.]+x", out)
+    assert "| fast path | model | images/s on | images/s off | on/off (range) | repeats |" in out
+
+
 def test_quality_quick_trains_on_the_clock_until_the_budget(capsys, tmp_path, monkeypatch):
     # A clock that each chunk of 4 steps moves on by 0.5 s: the 0.02-minute (1.2 s) budget is
     # spent after the third chunk, whatever this machine's speed.
