@@ -69,7 +69,7 @@ def main(argv):
                 retry_failed=FLAGS.retry_failed,
             )
     except ValueError as e:
-        logging.error("Sweep not run: %s", e)
+        logging.error("%s", e)
         sys.exit(2)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", 2)

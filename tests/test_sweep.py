@@ -86,9 +86,24 @@ def test_a_trial_that_raises_is_recorded_failed_while_the_others_finish(tmp_path
     assert "ValueError: Bernoulli likelihood needs data" in rows[1]["error"]
     assert rows[1]["test.nll_20"] is None and rows[2]["test.nll_20"] == 92.0
     assert "FAIL" in (tmp_path / "trials.md").read_text()
-    # A failure is a result: rerunning does not retry it.
+    # A failure is a result: rerunning does not retry it, and the verdict says how to.
     assert sweeps.run(_fake_sweep(train_fn), tmp_path) == rows
     assert len(_trials(tmp_path, "fake")) == 3
+    complete, line = sweeps.summarize(rows, _fake_sweep(train_fn))
+    assert not complete and "1 FAIL" in line and "--retry_failed" in line
+
+    # Once the cause is fixed, retry_failed runs it again, in its directory, under its key.
+    ran = []
+    fixed = lambda config, workdir: ran.append(os.path.basename(workdir)) or _fake_results(config)
+    rows = sweeps.run(_fake_sweep(fixed), tmp_path, retry_failed=True)
+    assert ran == ["1"]
+    assert [(r["status"], r["attempts"], r["error"]) for r in rows] == [
+        ("COMPLETE", 1, ""),
+        ("COMPLETE", 2, ""),
+        ("COMPLETE", 1, ""),
+    ]
+    assert sweeps.summarize(rows, _fake_sweep(fixed))[0]
+    assert sweeps.run(_fake_sweep(fixed), tmp_path, retry_failed=True) == rows  # nothing left
 
 
 def test_an_interrupted_trial_is_resumed_by_the_next_run_and_counted_once(tmp_path):
@@ -156,6 +171,8 @@ def train(config, workdir):
     resumed = progress.exists()
     with open(LOG, "a") as f:
         f.write(json.dumps({{"key": key, "pid": os.getpid(), "resumed": resumed}}) + "\\n")
+    if {fail_without!r} and not os.environ.get({fail_without!r}):
+        raise RuntimeError({fail_without!r} + " is unset")
     progress.write_text("half")
     if key == {kill!r} and not resumed:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -163,6 +180,8 @@ def train(config, workdir):
     while len({{json.loads(x)["pid"] for x in open(LOG)}}) < {wait_for_pids}:
         assert time.time() < deadline, "the other worker never started a trial"
         time.sleep(0.05)
+    if os.environ.get("SWEEP_TEST_SLOW"):  # a long training a signal interrupts
+        time.sleep(60)
     beta = float(config.objective.beta)
     results = {{"test": {{"elbo": -100.0 - beta, "nll_20": 90.0 + beta}}, "resumed": resumed}}
     (pathlib.Path(workdir) / "results.json").write_text(json.dumps(results))
@@ -175,21 +194,25 @@ def get_sweep():
         space={{"objective.beta": {space}}},
         metric="test.nll_20",
         train_fn=train,
+        name={name!r},
     )
 """
 
 
-def _write_sweep(tmp_path, *, space, kill=None, wait_for_pids=0):
-    path = tmp_path / "sweep_file.py"
+def _write_sweep(
+    tmp_path, *, space, kill=None, wait_for_pids=0, fail_without=None, name=None, file="sweep_file"
+):
+    """A sweep file whose trials log each start, and may fail, kill themselves or wait."""
+    path = tmp_path / f"{file}.py"
     log = tmp_path / "log.jsonl"
-    path.write_text(
-        _SWEEP_FILE.format(log=str(log), kill=kill, wait_for_pids=wait_for_pids, space=space)
-    )
+    options = dict(kill=kill, wait_for_pids=wait_for_pids, fail_without=fail_without, name=name)
+    path.write_text(_SWEEP_FILE.format(log=str(log), space=space, **options))
     return path, log
 
 
-def _command(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _command(*args, **env):
+    """The sweep's command line in a subprocess, output captured."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.sweep", *args],
         cwd=ROOT,

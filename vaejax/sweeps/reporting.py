@@ -34,7 +34,7 @@ def report_rows(study: optuna.Study, sweep: Sweep) -> list[dict[str, Any]]:
         base = {
             "trial": key,
             "status": _status(t),
-            **{name: t.params.get(name) for name in sweep.space},
+            **{name: trials.params(t).get(name) for name in sweep.space},
         }
         tail = {
             "wall_time_s": None if wall is None else round(wall, 1),
@@ -102,24 +102,25 @@ def summarize(rows: Sequence[Mapping[str, Any]], sweep: Sweep) -> tuple[bool, st
     statuses = list({r["trial"]: r["status"] for r in rows}.values())  # per trial, not member
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
     done = counts.get("COMPLETE", 0)
-    head = f"Sweep {sweep.name}: {done} of {sweep.num_trials} trials COMPLETE"
     if done == sweep.num_trials:
+        line = f"Sweep {sweep.name} complete: {done} of {done} trials COMPLETE"
         best = _best(rows, sweep)
-        tail = f"; best trial {best['trial']}, {sweep.metric} = {_fmt(best[sweep.metric])}"
-        return True, head + (tail if best else "") + "."
+        if best is not None:
+            line += f"; best trial {best['trial']}, {sweep.metric} = {_fmt(best[sweep.metric])}"
+        return True, line + "."
     todo = {
-        "FAIL": "failed (see the error column of trials.md): fix the cause, then rerun with "
-        "--retry_failed",
-        "INTERRUPTED": "interrupted or killed: rerun the same command to resume them",
-        "RUNNING": "running elsewhere (another command or machine): wait for them, or if their "
-        "worker died, rerun on its machine",
-        "WAITING": "never started: rerun the same command",
+        "FAIL": "see the error column of trials.md, fix the cause, then rerun with --retry_failed",
+        "INTERRUPTED": "stopped or killed; rerun the same command to resume them",
+        "RUNNING": "in another command or on another machine; wait for it, or if it died, rerun "
+        "on its machine",
+        "WAITING": "never started; rerun the same command",
     }
-    parts = [f"{counts[s]} {s} ({why})" for s, why in todo.items() if counts.get(s)]
+    parts = [f"{counts[s]} {s}: {why}" for s, why in todo.items() if counts.get(s)]
     missing = sweep.num_trials - len(statuses)
     if missing > 0:
-        parts.append(f"{missing} not created yet (rerun the same command)")
-    return False, f"{head}, incomplete: " + "; ".join(parts) + "."
+        parts.append(f"{missing} not created yet: rerun the same command")
+    head = f"Sweep {sweep.name} incomplete: {done} of {sweep.num_trials} trials COMPLETE"
+    return False, "; ".join([head, *parts]) + "."
 
 
 def write_report(

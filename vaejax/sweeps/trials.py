@@ -46,6 +46,11 @@ def attempts(t: FrozenTrial) -> int:
     return 1 + len(t.system_attrs.get("retry_history", []))
 
 
+def params(t: FrozenTrial) -> dict:
+    """A trial's parameters, including those it was enqueued with but has not suggested yet."""
+    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+
+
 def live_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Attempts that count: keyed, not surplus, not pruned, not continued by a retry."""
     superseded = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
