@@ -20,16 +20,16 @@ the P members also share the device's width.
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments.configs import mnist
-from vaejax import experiment, likelihoods, population, train
+from vaejax import data as data_lib
+from vaejax import experiment, population
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "A few steps per member: checks the script, not the speed.")
@@ -49,84 +49,60 @@ def _block(tree):
     return jax.block_until_ready(tree)
 
 
-def _timed_chunks(fn, state, chunks, args_for):
+def _timed_chunks(fn, state, chunks, idx_for):
     """Runs `fn` over `chunks`; returns (state, first-call seconds, rest seconds)."""
     t0 = time.perf_counter()
-    state, m = fn(state, *args_for(chunks[0]))
+    state, m = fn(state, idx_for(chunks[0]))
     _block(m)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     for c in chunks[1:]:
-        state, m = fn(state, *args_for(c))
+        state, m = fn(state, idx_for(c))
     _block(m)
     return state, first, time.perf_counter() - t0
 
 
+def _data(examples: int) -> data_lib.Data:
+    """Synthetic [0, 1] training images of MNIST's shape; a few binary test images."""
+    rng = np.random.default_rng(0)
+    train_x = rng.uniform(size=(examples, 28, 28, 1)).astype(np.float32)
+    test_x = (rng.uniform(size=(8, 28, 28, 1)) > 0.5).astype(np.float32)
+    empty = np.zeros((0, 28, 28, 1), np.float32)
+    labels = [np.zeros(len(a), np.int32) for a in (train_x, empty, test_x)]
+    info = {"name": "synthetic_uniform", "preprocessing": "dynamic_binarize"}
+    return data_lib.Data(train_x, empty, test_x, *labels, info)
+
+
 def benchmark(size: int, *, steps: int, examples: int) -> dict[str, float]:
+    """Times the training loop's own set-up and compiled chunk, for a population and alone."""
     config = mnist.get_config()
+    config.data.num_valid = 0
     config.train.batch_size = 100  # the batch the recorded tables were measured at
     if FLAGS.model == "small":
         config.model.preset, config.model.hidden_sizes, config.model.latent_dim = "mlp", (16,), 3
-    batch, per_dispatch = config.train.batch_size, config.train.steps_per_dispatch
     if FLAGS.quick:
-        per_dispatch = 10
+        config.train.steps_per_dispatch = 10
+    batch, per_dispatch = config.train.batch_size, config.train.steps_per_dispatch
     # One extra chunk: the first call (compile + run) is timed apart from the rest.
     num_chunks = 1 + max(1, steps // per_dispatch)
-    total_steps = num_chunks * per_dispatch
     rng = np.random.default_rng(0)
-    train_x = rng.uniform(size=(examples, 28, 28, 1)).astype(np.float32)
-    lik = likelihoods.get(config.model.likelihood)
-    model = experiment.build_model(config.model, train_x.shape[1:], lik)
-    mesh = train.data_mesh(jax.devices())
-    replicated = NamedSharding(mesh, PartitionSpec())
-    objective = train.Objective(**config.objective)
-    lrs = [config.optim.learning_rate * (1 + i / size) for i in range(size)]
     idx = rng.integers(0, examples, (size, num_chunks, per_dispatch, batch), dtype=np.int32)
-    keys = [jax.random.key(i) for i in range(size)]
-    bias = lik.output_bias(train_x)
-    x = jax.device_put(train_x, replicated)
-
-    # Together.
-    make_tx = population.optimizer_factory(
-        config.optim, total_steps=total_steps, steps_per_epoch=examples // batch
-    )
-    states = population.init_states(
-        [jax.random.fold_in(k, 0) for k in keys],
-        model,
-        train_x,
-        population.population_optimizer(make_tx, lrs),
-        learning_rates=lrs,
-        output_biases=[bias] * size,
-    )
-    states = jax.device_put(states, replicated)
-    chunk = population.make_population_chunk(model=model, objective=objective, mesh=mesh)
-    betas = jnp.ones(size)
-    stacked_keys = jnp.stack(keys)
-    _, pop_compile, pop_train = _timed_chunks(
-        chunk,
-        states,
-        list(range(num_chunks)),
-        lambda c: (x, jnp.asarray(idx[:, c]), stacked_keys, betas),
-    )
-
-    # Alone, member after member.
-    sep_compile = sep_train = 0.0
-    for i in range(size):
-        optim = config.optim.copy_and_resolve_references()
-        optim.learning_rate = lrs[i]
-        tx = experiment.build_optimizer(
-            optim, total_steps=total_steps, steps_per_epoch=examples // batch
-        )
-        state = train.create_train_state(
-            jax.random.fold_in(keys[i], 0), model, train_x, tx, output_bias=bias
-        )
-        state = jax.device_put(state, replicated)
-        fn = train.make_train_chunk(model=model, objective=objective, mesh=mesh)
-        _, first, rest = _timed_chunks(
-            fn, state, list(range(num_chunks)), lambda c, i=i: (x, jnp.asarray(idx[i, c]), keys[i])
-        )
-        sep_compile += first
-        sep_train += rest
+    lr = config.optim.learning_rate
+    members = [{"seed": i, "optim.learning_rate": lr * (1 + i / size)} for i in range(size)]
+    data = _data(examples)
+    chunks = list(range(num_chunks))
+    with tempfile.TemporaryDirectory() as workdir:
+        # Together.
+        run = experiment.setup(config, f"{workdir}/pop", data=data, members=members)
+        _, pop_compile, pop_train = _timed_chunks(run.chunk, run.state, chunks, lambda c: idx[:, c])
+        # Alone, member after member, each with its own compiled chunk as a lone run builds it.
+        sep_compile = sep_train = 0.0
+        for i, cfg in enumerate(population.member_configs(config, members)):
+            run = experiment.setup(cfg, f"{workdir}/{i}", data=data)
+            args = lambda c, i=i: idx[i : i + 1, c]
+            _, first, rest = _timed_chunks(run.chunk, run.state, chunks, args)
+            sep_compile += first
+            sep_train += rest
     member_steps = size * (num_chunks - 1) * per_dispatch
     return {
         "P": size,

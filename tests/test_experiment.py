@@ -28,7 +28,7 @@ def _config(fake_dir, **overrides):
 
 def test_tiny_config_end_to_end(fake_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    results = experiment.train_and_evaluate(_config(fake_dir), workdir)
+    _, results = experiment.train_and_evaluate(_config(fake_dir), workdir)
     files = set(os.listdir(workdir))
     assert {
         "results.json",
@@ -62,7 +62,7 @@ def test_no_validation_split_and_a_moving_average(fake_dir, tmp_path, monkeypatc
         lambda model, params, *a, **k: evaluated.append(params) or real(model, params, *a, **k),
     )
     config = _config(fake_dir, **{"data.num_valid": 0, "optim.ema_decay": 0.9})
-    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    _, results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["steps"] == 2 * (60 // 8) and results["valid"] is None
     assert not any("valid/elbo" in r for r in read_metrics(str(tmp_path / "run")))
     saved = Checkpointer(str(tmp_path / "run")).restore()
@@ -83,7 +83,7 @@ class _Interrupt(Exception):
 
 def test_resume_matches_an_uninterrupted_run(fake_dir, tmp_path, monkeypatch):
     config = _config(fake_dir, **{"train.num_epochs": 3})
-    straight = experiment.train_and_evaluate(config, str(tmp_path / "straight"))
+    _, straight = experiment.train_and_evaluate(config, str(tmp_path / "straight"))
 
     # 5 steps an epoch in chunks of 4 and 1; checkpoints when 4 steps have passed: at 4 and 9.
     # Kill the run in its 4th chunk (steps 10-13), then rerun the same command.
@@ -105,7 +105,7 @@ def test_resume_matches_an_uninterrupted_run(fake_dir, tmp_path, monkeypatch):
         experiment.train_and_evaluate(config, str(tmp_path / "resumed"))
     assert Checkpointer(tmp_path / "resumed").latest_step() == 9
     monkeypatch.setattr(train, "make_train_chunk", real)
-    resumed = experiment.train_and_evaluate(config, str(tmp_path / "resumed"))
+    _, resumed = experiment.train_and_evaluate(config, str(tmp_path / "resumed"))
     assert resumed["steps"] == straight["steps"] == 15
     for key in ("elbo", "log_likelihood", "kl", "iwae_5", "nll_20"):
         np.testing.assert_allclose(resumed["test"][key], straight["test"][key], rtol=1e-5)
@@ -115,9 +115,9 @@ def test_resume_matches_an_uninterrupted_run(fake_dir, tmp_path, monkeypatch):
 
 def test_resume_refuses_other_training_settings(fake_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    first = experiment.train_and_evaluate(_config(fake_dir), workdir)
+    _, first = experiment.train_and_evaluate(_config(fake_dir), workdir)
     # Other evaluation settings resume (here: re-evaluate the finished run) ...
-    again = experiment.train_and_evaluate(_config(fake_dir, **{"eval.nll_samples": 7}), workdir)
+    _, again = experiment.train_and_evaluate(_config(fake_dir, **{"eval.nll_samples": 7}), workdir)
     assert again["steps"] == first["steps"] and "nll_7" in again["test"]
     # ... a changed batch size would continue another run's checkpoint: refused, naming it.
     with pytest.raises(ValueError, match=r"'train.batch_size': \(8, 4\).*new --workdir"):
@@ -157,7 +157,7 @@ def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(
     with pytest.raises(_Interrupt):  # in the 7th chunk: the checkpoint after 5 s, at step 14
         experiment.train_and_evaluate(config, workdir)
     assert Checkpointer(workdir).metadata() == {"train_time_s": 5.0}
-    results = experiment.train_and_evaluate(config, workdir)
+    _, results = experiment.train_and_evaluate(config, workdir)
 
     cosine = optax.cosine_decay_schedule(3e-3, 5, alpha=1e-4 / 3e-3)
     expected = [float(cosine(s / 10 * 5)) for s in range(10)]  # after s of the 10 seconds
@@ -167,7 +167,7 @@ def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(
     np.testing.assert_allclose(logged[-5:], expected[5:], rtol=1e-6)
 
     # The budget is spent: rerunning only evaluates, in either mode.
-    again = experiment.train_and_evaluate(config, workdir)
+    _, again = experiment.train_and_evaluate(config, workdir)
     config.train.fit_schedule_to_budget = False
     with pytest.raises(ValueError, match=r"fit_schedule_to_budget': \(True, False\)"):
         experiment.train_and_evaluate(config, workdir)
@@ -233,7 +233,7 @@ def test_own_model_and_data_replace_the_configured_ones(tmp_path):
         hidden_sizes=(8,),
     )
     workdir = tmp_path / "own"
-    results = experiment.train_and_evaluate(config, str(workdir), model=model, data=_features())
+    _, results = experiment.train_and_evaluate(config, str(workdir), model=model, data=_features())
     files = set(os.listdir(workdir))
     assert {"results.json", "curves.png", "latent_codes.png"} <= files
     assert not files & {"samples.png", "reconstructions.png", "latent_manifold.png"}  # no images

@@ -1,15 +1,21 @@
-"""Populations: P members in one vmapped program train exactly as P lone runs would."""
+"""Populations: P members in one vmapped program train exactly as P lone runs would.
+
+A population goes through the one training loop (`experiment.train_and_evaluate(...,
+members=...)`), so every feature of a lone run is also a population's; these tests check that
+each member equals its lone run.
+"""
 
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments.configs import test as test_config
-from vaejax import experiment, likelihoods, population, train
+from vaejax import data as data_lib
+from vaejax import experiment, population, train
+from vaejax.checkpoints import Checkpointer
 
 # Four seeds; learning rate and beta in pairs, so the lone runs compile two programs, not four.
 MEMBERS = [
@@ -27,103 +33,66 @@ def _config(**overrides):
     return config
 
 
-def test_population_of_4_matches_4_single_runs():
-    config = _config()
-    configs = population.member_configs(config, MEMBERS)
+def _images(sizes=(48, 8, 8)) -> data_lib.Data:
     rng = np.random.default_rng(0)
-    train_x = rng.uniform(size=(48, 28, 28, 1)).astype(np.float32)
-    lik = likelihoods.get("bernoulli")
-    model = experiment.build_model(config.model, train_x.shape[1:], lik)
-    mesh = train.data_mesh(jax.devices())
-    replicated = NamedSharding(mesh, PartitionSpec())
-    total, per_epoch, chunk, batch = 12, 6, 3, 8
+    splits = [rng.uniform(size=(n, 28, 28, 1)).astype(np.float32) for n in sizes]
+    splits[1:] = [(s > 0.5).astype(np.float32) for s in splits[1:]]  # binary valid and test
+    labels = [np.zeros(n, np.int32) for n in sizes]
+    return data_lib.Data(*splits, *labels, {"name": "images", "preprocessing": "dynamic_binarize"})
 
-    make_tx = population.optimizer_factory(
-        config.optim, total_steps=total, steps_per_epoch=per_epoch
-    )
 
-    keys = [jax.random.key(c.seed) for c in configs]
-    idx = np.stack(
-        [np.asarray(rng.permutation(48)[: chunk * batch]).reshape(chunk, batch) for _ in configs]
-    )
-    bias = lik.output_bias(train_x)
-
-    # Alone: the trainer's own compiled chunk, optimizer and objective, member by member.
-    singles, steps, txs = [], {}, {}
-    for i, cfg in enumerate(configs):
-        lr = cfg.optim.learning_rate
-        if lr not in txs:
-            txs[lr] = experiment.build_optimizer(
-                cfg.optim, total_steps=total, steps_per_epoch=per_epoch
-            )
-        state = train.create_train_state(
-            jax.random.fold_in(keys[i], 0), model, train_x, txs[lr], output_bias=bias
-        )
-        state = jax.device_put(state, replicated)  # as the trainer places it
-        objective = train.Objective(**cfg.objective)
-        if objective not in steps:
-            steps[objective] = train.make_train_chunk(model=model, objective=objective, mesh=mesh)
-        step = steps[objective]
-        metrics = []
-        for _ in range(2):
-            state, m = step(state, jnp.asarray(train_x), jnp.asarray(idx[i]), keys[i])
-            metrics.append(m)
-        singles.append((state, metrics))
-
-    # Together: one vmapped program.
-    lrs = [c.optim.learning_rate for c in configs]
-    states = population.init_states(
-        [jax.random.fold_in(k, 0) for k in keys],
-        model,
-        train_x,
-        population.population_optimizer(make_tx, lrs),
-        learning_rates=lrs,
-        output_biases=[bias] * 4,
-    )
-    states = jax.device_put(states, replicated)
-    step = population.make_population_chunk(
-        model=model, objective=train.Objective(**config.objective), mesh=mesh
-    )
-    betas = jnp.asarray([c.objective.beta for c in configs])
+def test_population_of_4_matches_4_single_runs(tmp_path):
+    """The loop's own set-up and compiled chunk, for the population and for each member alone."""
+    config, data = _config(), _images()
+    pop = experiment.setup(config, str(tmp_path / "pop"), data=data, members=MEMBERS)
+    perms = experiment.epoch_perms(pop, 0)  # [4, 6, 8]
     metrics = []
-    for _ in range(2):
-        states, m = step(states, jnp.asarray(train_x), jnp.asarray(idx), jnp.stack(keys), betas)
+    for start in (0, 3):
+        pop.state, m = pop.chunk(pop.state, perms[:, start : start + 3])
         metrics.append(m)
+    assert np.asarray(pop.state.step).tolist() == [6] * 4
 
-    assert states.step.tolist() == [6] * 4
-    for i, (state, single_metrics) in enumerate(singles):
-        member = population.unstack(states.params, i)
+    for i, cfg in enumerate(population.member_configs(config, MEMBERS)):
+        alone = experiment.setup(cfg, str(tmp_path / f"alone{i}"), data=data)
+        np.testing.assert_array_equal(experiment.epoch_perms(alone, 0)[0], perms[i])
+        for start, got in zip((0, 3), metrics, strict=True):
+            alone.state, want = alone.chunk(alone.state, perms[i : i + 1, start : start + 3])
+            for name in ("loss", "elbo", "kl", "beta"):
+                np.testing.assert_allclose(got[name][i], want[name][0], rtol=2e-5, atol=1e-5)
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-            member,
-            state.params,
+            population.unstack(pop.state.params, i),
+            alone.state.params,
         )
-        for got, want in zip(metrics, single_metrics, strict=True):
-            for name in ("loss", "elbo", "kl", "beta"):
-                np.testing.assert_allclose(got[name][i], want[name], rtol=2e-5, atol=1e-5)
     # The members really differ: seeds, learning rates and betas reached the update.
     assert len({float(metrics[-1]["loss"][i, -1]) for i in range(4)}) == 4
     np.testing.assert_allclose(metrics[0]["beta"][:, 0], [1.0, 1.0, 0.5, 0.5])
-    lr_state = states.opt_state.hyperparams["learning_rate"]
+    lr_state = optax.tree_utils.tree_get(pop.state.opt_state, "learning_rate")
     np.testing.assert_allclose(lr_state, [1e-3, 1e-3, 3e-3, 3e-3], rtol=1e-6)
 
 
-def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monkeypatch):
-    # Figures are tested elsewhere; here they only cost time.
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
-    config = _config(
+def _end_to_end_config(fake_dir, **overrides):
+    return _config(
         **{
             "data.data_dir": fake_dir,
             "eval.iwae_samples": 0,
             "train.checkpoint_every_steps": 1000,  # the final one only
             "train.steps_per_dispatch": 5,  # an epoch: one chunk shape, one compile
+            **overrides,
         }
     )
+
+
+def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monkeypatch):
+    # Figures are tested elsewhere; here they only cost time.
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    config = _end_to_end_config(fake_dir)
     members = [MEMBERS[0], {"seed": 0, "optim.learning_rate": 2e-3, "objective.beta": 2.0}]
-    pop = population.train_and_evaluate_population(config, str(tmp_path / "pop"), members)
-    alone = experiment.train_and_evaluate(
+    state, pop = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=members)
+    _, alone = experiment.train_and_evaluate(
         population.member_configs(config, members)[1], str(tmp_path / "alone")
     )
+    assert np.asarray(state.step).tolist() == [10, 10]  # the stacked state is returned
     got = pop["members"][1]
     assert got["steps"] == alone["steps"] == 10
     for key in ("elbo", "log_likelihood", "kl", "nll_20"):
@@ -142,20 +111,84 @@ def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monk
         population.train_and_evaluate_population(config, str(tmp_path / "pop"), members[:1])
 
 
+def test_lone_run_features_work_for_members(fake_dir, tmp_path, monkeypatch):
+    """A moving average, no validation split and clipping: member 1 equals its lone run."""
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    overrides = {"optim.ema_decay": 0.9, "data.num_valid": 0, "optim.grad_clip_norm": 1.0}
+    config = _end_to_end_config(fake_dir, **overrides)
+    members = [MEMBERS[0], MEMBERS[2]]
+    _, pop = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=members)
+    _, alone = experiment.train_and_evaluate(
+        population.member_configs(config, members)[1], str(tmp_path / "alone")
+    )
+    got = pop["members"][1]
+    assert got["valid"] is None and got["steps"] == alone["steps"] == 2 * (60 // 8)
+    for key in ("elbo", "log_likelihood", "kl", "nll_20"):
+        np.testing.assert_allclose(got["test"][key], alone["test"][key], rtol=1e-5)
+    saved = Checkpointer(tmp_path / "pop").restore()
+    assert saved["ema_params"]["encoder"]["mean"]["kernel"].shape[0] == 2  # stacked
+
+
+def test_schedule_fitted_to_the_time_budget_per_member(fake_dir, tmp_path, monkeypatch):
+    """On the training clock, each member's rate follows its own schedule."""
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    clock, rates = [0.0], []
+    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    real = train.make_train_chunk
+
+    def timed(**kwargs):
+        fn = real(**kwargs)
+
+        def chunk(state, *args):
+            rates.append(np.asarray(optax.tree_utils.tree_get(state.opt_state, "learning_rate")))
+            clock[0] += 1.0  # each chunk takes a second
+            return fn(state, *args)
+
+        return chunk
+
+    monkeypatch.setattr(train, "make_train_chunk", timed)
+    overrides = {"train.time_budget_s": 4.0, "train.fit_schedule_to_budget": True}
+    config = _end_to_end_config(fake_dir, **overrides)
+    _, results = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=MEMBERS[1:3])
+    assert results["train_time_s"] == 4.0 and len(rates) == 4
+    for i, peak in enumerate((1e-3, 3e-3)):
+        cosine = optax.cosine_decay_schedule(peak, 10, alpha=1e-4 / peak)
+        np.testing.assert_allclose(
+            [r[i] for r in rates], [cosine(s / 4 * 10) for s in range(4)], rtol=1e-6
+        )
+
+
+def test_a_diverged_member_stops_counting_and_all_diverged_stops(fake_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    real, poison = train.make_train_chunk, [[1]]
+
+    def poisoned(**kwargs):
+        fn, calls = real(**kwargs), []
+
+        def chunk(*args):
+            state, metrics = fn(*args)
+            calls.append(1)
+            if len(calls) == 2:  # steps 6-10
+                metrics = {**metrics, "loss": metrics["loss"].at[poison[0], 1].set(np.nan)}
+            return state, metrics
+
+        return chunk
+
+    monkeypatch.setattr(train, "make_train_chunk", poisoned)
+    config = _end_to_end_config(fake_dir, **{"train.checkpoint_every_steps": 5})
+    _, results = experiment.train_and_evaluate(config, str(tmp_path / "one"), members=MEMBERS[:2])
+    assert results["members"][1]["error"].startswith("Non-finite loss nan at step 7")
+    assert "test" in results["members"][0]
+
+    poison[0] = [0, 1]
+    with pytest.raises(experiment.NonFiniteLossError, match=r"step 7.*checkpoint \(step 5\)"):
+        experiment.train_and_evaluate(config, str(tmp_path / "all"), members=MEMBERS[:2])
+    assert Checkpointer(tmp_path / "all").latest_step() == 5
+
+
 def test_members_may_differ_only_in_population_fields():
     with pytest.raises(ValueError, match=r"may differ only in .*model.latent_dim"):
         population.member_configs(_config(), [{"model.latent_dim": 4}])
-
-
-@pytest.mark.parametrize(
-    "field, value",
-    [("optim.ema_decay", 0.999), ("data.num_valid", 0), ("train.fit_schedule_to_budget", True)],
-)
-def test_what_only_lone_runs_do_is_refused(tmp_path, field, value):
-    with pytest.raises(ValueError, match=f"{field.split('.')[1]}={value}.*separate trials"):
-        population.train_and_evaluate_population(
-            _config(**{field: value}), str(tmp_path), MEMBERS[:2]
-        )
 
 
 def test_per_member_learning_rates_need_a_traceable_schedule(fake_dir, tmp_path):

@@ -183,6 +183,32 @@ def test_bad_config_values():
         train.learning_rate_schedule("step", learning_rate=1, total_steps=1, steps_per_epoch=1)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [{"beta": 0.5}, {"warmup_steps": 10}, {"free_bits": 0.1}, {"analytic_kl": False}],
+    ids=lambda s: next(iter(s)),
+)
+def test_iwae_refuses_the_kl_settings_it_would_ignore(setting):
+    ((name, value),) = setting.items()
+    with pytest.raises(ValueError, match=f"no separate KL term.*'{name}': {value}"):
+        train.Objective(name="iwae", num_samples=5, **setting)
+
+
+def test_free_bits_refuse_a_monte_carlo_kl():
+    with pytest.raises(ValueError, match="free_bits=0.5.*analytic_kl=False"):
+        train.Objective(free_bits=0.5, analytic_kl=False)
+
+
+def test_beta_weights_the_loss_but_the_logged_elbo_is_the_bound():
+    model, state = _setup()
+    loss = lambda o: train.loss_fn(
+        state.params, jnp.asarray(X[:8]), jax.random.key(0), 0, model=model, objective=o
+    )
+    weighted, m = loss(train.Objective(beta=3.0))
+    np.testing.assert_allclose(weighted, -m["log_likelihood"] + 3.0 * m["kl"], rtol=1e-6)
+    np.testing.assert_allclose(m["elbo"], m["log_likelihood"] - m["kl"], rtol=1e-6)
+
+
 def test_batch_size_must_split_evenly_over_the_devices():
     one = train.data_mesh(jax.devices()[:1])
     assert one.size == 1

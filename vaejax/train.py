@@ -11,7 +11,6 @@ shard and the trajectory does not depend on the number of devices.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +59,9 @@ class Objective:
     """What the train step maximizes.
 
     name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats per
-      latent dimension, Kingma et al. 2016) or "iwae" (the bound with `num_samples` samples).
+      latent dimension, Kingma et al. 2016; `analytic_kl` or a Monte Carlo KL) or "iwae" (the
+      bound with `num_samples` samples, which has no KL term to weight, warm up or floor).
+    Every field takes effect or is refused: settings that an objective cannot honour raise.
     """
 
     name: str = "elbo"
@@ -80,11 +81,47 @@ class Objective:
                 f"beta, free_bits and warmup_steps must be >= 0; got beta={self.beta}, "
                 f"free_bits={self.free_bits}, warmup_steps={self.warmup_steps}."
             )
+        kl_settings = {
+            "beta": (self.beta, 1.0),
+            "warmup_steps": (self.warmup_steps, 0),
+            "free_bits": (self.free_bits, 0.0),
+            "analytic_kl": (self.analytic_kl, True),
+        }
+        ignored = {k: v for k, (v, default) in kl_settings.items() if v != default}
+        if self.name == "iwae" and ignored:
+            raise ValueError(
+                f"The IWAE bound has no separate KL term, so {ignored} would be ignored. Use "
+                "objective.name='elbo' for these, or their defaults with 'iwae' "
+                f"({ {k: d for k, (_, d) in kl_settings.items()} })."
+            )
+        if self.free_bits > 0 and not self.analytic_kl:
+            raise ValueError(
+                f"free_bits={self.free_bits} floors each latent dimension's KL, which needs the "
+                "analytic per-dimension KL; got analytic_kl=False. Set analytic_kl=True or "
+                "free_bits=0."
+            )
 
     def beta_at(self, step: jax.Array) -> jax.Array:
         if self.warmup_steps == 0:
             return jnp.asarray(self.beta, jnp.float32)
         return self.beta * jnp.minimum(1.0, (step + 1) / self.warmup_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TracedBetaObjective(Objective):
+    """`Objective` whose `beta` is a traced per-member value (a population's, under vmap).
+
+    The checks of `Objective.__post_init__` compare numbers on the host, which a tracer cannot
+    do; every member's beta was checked with a host-side `Objective` before tracing.
+    """
+
+    def __post_init__(self):
+        pass
+
+
+def with_beta(objective: Objective, beta: jax.Array) -> Objective:
+    """`objective` with a traced `beta` (one member's, inside the vmapped step)."""
+    return _TracedBetaObjective(**(dataclasses.asdict(objective) | {"beta": beta}))
 
 
 def learning_rate_schedule(
@@ -181,7 +218,7 @@ def loss_fn(
     loss = -terms.log_likelihood.mean() + beta * kl_penalty
     metrics = {
         "loss": loss,
-        "elbo": (terms.log_likelihood - terms.kl).mean(),
+        "elbo": terms.elbo.mean(),
         "log_likelihood": terms.log_likelihood.mean(),
         "kl": terms.kl.mean(),
         "beta": beta,
@@ -224,8 +261,16 @@ def make_train_chunk(
     objective: Objective,
     mesh: Mesh,
     data_noise: str | None = None,
-) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
-    """The compiled multi-step update: `(state, train_x, idx [N, B], key) -> (state, metrics [N])`.
+    stacked: bool = False,
+    shared_data: bool = True,
+) -> Callable[..., tuple[TrainState, dict]]:
+    """The compiled multi-step update.
+
+    A lone state: `(state, train_x, idx [N, B], key) -> (state, metrics [N])`.
+    `stacked`, a population (`vaejax.population`): `(states [P], train_x, idx [P, N, B],
+    keys [P], betas [P]) -> (states, metrics [P, N])`, where `train_x` is `[D, ...]` shared by
+    all members (`shared_data`) or `[P, D, ...]`; member i's steps are the lone chunk's for its
+    state, indices and key, with its own `beta` in the objective.
 
     Step s of the run uses `fold_in(key, s)`, so a chunk's result depends only on the state and
     the indices, not on how steps are grouped into chunks or devices.
@@ -234,46 +279,50 @@ def make_train_chunk(
     `cpu_fastpaths.prefer_per_step_dispatch` says otherwise (on CPU, a step with convolutions):
     there the same steps run as one jitted step per dispatch.
     """
-    step_fn = functools.partial(train_step, model=model, objective=objective, data_noise=data_noise)
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    member_axes = (None,) if stacked else ()  # idx: ([P,] N, B)
 
-    def one_step(state, train_x, idx_b, key):
+    def one_step(state, train_x, idx_b, key, beta=None):
         batch = jax.lax.with_sharding_constraint(train_x[idx_b], batch_sharding)
-        return step_fn(state, batch, jax.random.fold_in(key, state.step))
+        obj = objective if beta is None else with_beta(objective, beta)
+        step_key = jax.random.fold_in(key, state.step)
+        return train_step(state, batch, step_key, model=model, objective=obj, data_noise=data_noise)
 
-    def chunk(state, train_x, idx, key):
-        return jax.lax.scan(lambda s, idx_b: one_step(s, train_x, idx_b, key), state, idx)
+    if stacked:
+        one_step = jax.vmap(one_step, in_axes=(0, None if shared_data else 0, 0, 0, 0))
 
-    scanned = jax.jit(
-        chunk,
-        in_shardings=(replicated, replicated, idx_sharding, replicated),
+    def chunk(state, train_x, idx, *key_beta):
+        steps = jnp.moveaxis(idx, len(member_axes), 0)  # [N, (P,) B]
+        state, metrics = jax.lax.scan(lambda s, i: one_step(s, train_x, i, *key_beta), state, steps)
+        return state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, -1), metrics)  # [(P,) N]
+
+    per_member = (replicated,) * (2 if stacked else 1)  # keys (and betas)
+    compile_fn = lambda fn, idx_spec: jax.jit(
+        fn,
+        in_shardings=(replicated, replicated, NamedSharding(mesh, idx_spec), *per_member),
         out_shardings=(replicated, replicated),
-        donate_argnames=("state",),
+        donate_argnums=(0,),
     )
+    scanned = compile_fn(chunk, PartitionSpec(*member_axes, None, "data"))
     platform = mesh.devices.flat[0].platform
     if platform != "cpu":
         return scanned
-    stepped = jax.jit(
-        one_step,
-        in_shardings=(replicated, replicated, batch_sharding, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnames=("state",),
-    )
+    stepped = compile_fn(one_step, PartitionSpec(*member_axes, "data"))
     per_step: list[bool] = []  # decided on the first call, from the step's operations
 
-    def run(state, train_x, idx, key):
+    def run(state, train_x, idx, *key_beta):
+        steps = np.moveaxis(np.asarray(idx), len(member_axes), 0)
         if not per_step:
-            step_jaxpr = jax.make_jaxpr(one_step)(state, train_x, idx[0], key).jaxpr
+            step_jaxpr = jax.make_jaxpr(one_step)(state, train_x, steps[0], *key_beta).jaxpr
             per_step.append(cpu_fastpaths.prefer_per_step_dispatch(step_jaxpr, platform))
         if not per_step[0]:
-            return scanned(state, train_x, idx, key)
+            return scanned(state, train_x, idx, *key_beta)
         metrics = []
-        for idx_b in np.asarray(idx):
-            state, m = stepped(state, train_x, idx_b, key)
+        for idx_b in steps:
+            state, m = stepped(state, train_x, idx_b, *key_beta)
             metrics.append(m)
-        return state, jax.tree.map(lambda *per_step: jnp.stack(per_step), *metrics)
+        return state, jax.tree.map(lambda *ms: jnp.stack(ms, axis=-1), *metrics)
 
     return run
 

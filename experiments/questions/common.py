@@ -146,7 +146,7 @@ def train_variant(
         return json.loads(path.read_text())
     log.info("%s: training in %s", name, run_dir)
     try:
-        return experiment.train_and_evaluate(config, str(run_dir), model=model, data=data)
+        return experiment.train_and_evaluate(config, str(run_dir), model=model, data=data)[1]
     except experiment.NonFiniteLossError as e:
         log.warning("%s diverged: %s", name, e)
         results = {DIVERGED: e.step, "error": str(e), "config": config.to_dict()}
