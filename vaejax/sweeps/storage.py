@@ -28,7 +28,7 @@ def storage_url(storage: str | None = None, storage_file: str | None = None) -> 
             f"Got both a storage URL and storage_file={storage_file!r}; give one of them."
         )
     if storage_file:
-        with open(storage_file) as f:
+        with open(os.path.expanduser(storage_file)) as f:
             lines = [line.strip() for line in f if line.strip()]
         if not lines:
             raise ValueError(f"storage_file={storage_file!r} is empty; write the URL into it.")
