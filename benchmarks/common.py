@@ -230,6 +230,40 @@ def xla_flops(jitted: Callable, *args: Any) -> float | None:
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
+# ----------------------------------------------------------------------------- A/B timing
+
+
+def on_off(run: Callable[[bool], float], *, repeats: int) -> dict[str, Any]:
+    """Times `run(on)` (it returns the work done: steps, images) with a switch on and off.
+
+    The sides alternate (on, off, then off, on, ...) `repeats` times each, in this process; each
+    ratio is the median of the per-repeat on/off ratios, by wall time and by this process's CPU
+    time (all its threads): on a shared machine, other jobs stretch the wall time of a run
+    but much less its CPU time.
+    """
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            work = run(on)
+            wall[on].append(work / (time.perf_counter() - start_wall))
+            cpu[on].append(work / (time.process_time() - start_cpu))
+    gain = [a / b for a, b in zip(wall[True], wall[False], strict=True)]
+    cpu_gain = [a / b for a, b in zip(cpu[True], cpu[False], strict=True)]
+    return {
+        "repeats": repeats,
+        "on_per_s": median(wall[True]),
+        "off_per_s": median(wall[False]),
+        "speedup": median(gain),
+        "speedup_range": spread(gain),
+        "cpu_speedup": median(cpu_gain),
+        "cpu_speedup_range": spread(cpu_gain),
+        "rates": {"on": wall[True], "off": wall[False]},
+        "cpu_rates": {"on": cpu[True], "off": cpu[False]},
+    }
+
+
 # ----------------------------------------------------------------------------- reporting
 
 
