@@ -106,6 +106,21 @@ def test_a_trial_that_raises_is_recorded_failed_while_the_others_finish(tmp_path
     assert sweeps.run(_fake_sweep(fixed), tmp_path, retry_failed=True) == rows  # nothing left
 
 
+def test_a_key_enqueued_twice_trains_once(tmp_path):
+    # Two machines that start at once may both enqueue trial 1; the earlier attempt trains.
+    ran = []
+    sweep = _fake_sweep(lambda c, w: ran.append(os.path.basename(w)) or _fake_results(c))
+    study = sweeps.open_study(sweep, sweeps.make_storage(None, tmp_path))
+    sweeps.enqueue_missing(study, sweep)
+    study.enqueue_trial({"objective.beta": 1.0}, user_attrs={"key": 1})
+    rows = sweeps.run(sweep, tmp_path)
+    assert sorted(ran) == ["0", "1", "2"]
+    assert [(r["trial"], r["status"], r["attempts"]) for r in rows] == [
+        (k, "COMPLETE", 1) for k in range(3)
+    ]
+    assert [t.state.name for t in _trials(tmp_path, "fake")].count("PRUNED") == 1
+
+
 def test_an_interrupted_trial_is_resumed_by_the_next_run_and_counted_once(tmp_path):
     calls = []
 

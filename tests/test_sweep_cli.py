@@ -84,6 +84,33 @@ def test_a_signal_stops_the_workers_within_seconds_and_the_rerun_resumes(tmp_pat
     assert resumed == {r["key"]: True for r in _log(log)[:2]} | {"2": False}
 
 
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    path, log = _write_sweep(tmp_path, space="sweeps.choice(0.5, 1.0)")
+    workdir = tmp_path / "sweep"
+    proc = _command(f"--sweep={path}", f"--workdir={workdir}", "--workers=2", SWEEP_TEST_SLOW="1")
+    deadline = time.time() + 90
+    while len({r["pid"] for r in _log(log)} if log.exists() else ()) < 2:
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: the parent can neither forward nor report
+    proc.communicate(timeout=60)
+    workers = {r["pid"] for r in _log(log)}
+    deadline = time.time() + 15  # each worker's trial sleeps 60 s
+    while any(_alive(pid) for pid in workers):
+        assert time.time() < deadline, "a worker outlived its parent"
+        time.sleep(0.1)
+    rows = sweeps.run(str(path), workdir)  # both trials were interrupted, and now resume
+    assert [(r["status"], r["attempts"]) for r in rows] == [("COMPLETE", 2)] * 2
+
+
 def test_report_refuses_a_sweep_file_that_does_not_match_the_study(tmp_path):
     path, _ = _write_sweep(tmp_path, space="sweeps.choice(0.5, 1.0)")
     workdir = tmp_path / "sweep"

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,7 @@ STOP_GRACE_S = 10  # after a forwarded signal, workers still running are killed
 
 def prepare(study: optuna.Study, sweep: Sweep, *, retry_failed: bool = False) -> None:
     """Retries interrupted (and, with `retry_failed`, failed) trials; enqueues missing ones."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        trials.recover(study, retry_failed=retry_failed)
+    trials.recover(study, retry_failed=retry_failed)
     trials.enqueue_missing(study, sweep)
 
 

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import optuna
@@ -174,6 +175,8 @@ def recover(study: optuna.Study, *, retry_failed: bool = False) -> int:
     heartbeat stopped. A retry trains in its trial's directory, so it resumes from the
     checkpoints there. Returns how many trials were enqueued again."""
     fail_dead(study)
-    optuna.storages.fail_stale_trials(study)  # RDB heartbeats; Optuna enqueues their retries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; Optuna enqueues the retries
     failed = live_trials(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     return retry(study, [t for t in failed if retry_failed or interrupted(t)])
