@@ -20,7 +20,8 @@ storage.
   --storage=/shared/nfs/runs/latent_dim/study.journal   (a journal file on a shared filesystem)
 A URL with a password belongs in a file (--storage_file, chmod 600) or in the environment
 variable VAEJAX_SWEEP_STORAGE, not on the command line, where `ps` shows it.
---report writes the report of the study as it stands and runs nothing.
+--report writes the report of the study as it stands and runs nothing (its exit code, too, is 0
+only for a complete sweep).
 """
 
 import logging as std_logging
@@ -79,11 +80,10 @@ def main(argv):
         )
         sys.exit(128 + signum)
     complete, line = sweeps.summarize(rows, sweep)
-    if FLAGS.report or complete:
-        logging.warning("%s", line)
-    else:
+    if not complete:
         logging.error("%s", line)
         sys.exit(1)
+    logging.warning("%s", line)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """The report of a sweep, from its storage alone: trials.md, trials.csv, trials.png, and one
-line saying whether the sweep is complete and, if not, what to do."""
+line saying whether the sweep is complete and, if not, what to do.
+
+Optuna's `trials_dataframe` and `plot_slice` show one row or point per attempt; a sweep's
+report shows one per trial key (retries folded in) and per population member.
+"""
 
 from __future__ import annotations
 

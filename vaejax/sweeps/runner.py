@@ -19,7 +19,7 @@ import optuna
 from vaejax.sweeps import reporting, signals, trials
 from vaejax.sweeps.objective import TrialObjective
 from vaejax.sweeps.spec import Sweep, load_sweep
-from vaejax.sweeps.storage import JOURNAL_FILE, make_storage, open_study
+from vaejax.sweeps.storage import make_storage, open_study
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def run(
             "its path, or load it with vaejax.sweeps.load_sweep."
         )
     store = make_storage(storage, workdir)
-    if storage is None and os.path.exists(os.path.join(workdir, JOURNAL_FILE)):
+    if storage is None:
         _check_workdir(store, sweep)
     prepare(open_study(sweep, store), sweep, retry_failed=retry_failed)
     stop = signals.Stop()

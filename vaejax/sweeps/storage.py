@@ -109,7 +109,8 @@ def open_study(
     worker_index: int = 0,
 ) -> optuna.Study:
     """Creates the sweep's study (with `create`), or loads it after checking that the sweep
-    file is the one the study was made by."""
+    file is the one the study was made by (Optuna keeps no record of that: a fingerprint in
+    the study's user attributes does)."""
     name = sweep.name or "sweep"
     sampler = _sampler(sweep, worker_index)
     if create:
