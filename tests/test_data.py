@@ -85,7 +85,7 @@ def test_own_validation_split_is_used(fake_dir):
     assert (len(d.train), len(d.valid), len(d.test)) == (30, 10, 10)
     # Already binary: static binarization is just a cast.
     np.testing.assert_array_equal(d.valid, fake_images("binarized_mnist", "validation"))
-    assert d.info["max_value"] == 1
+    assert d.preprocessing.max_value == 1
 
 
 @pytest.mark.parametrize("preprocessing", data.PREPROCESSINGS)
@@ -93,7 +93,8 @@ def test_preprocessing_shapes_dtypes_ranges(fake_dir, preprocessing):
     d = data.load("mnist", preprocessing=preprocessing, data_dir=fake_dir, num_valid=10)
     assert [s.shape[0] for s in (d.train, d.valid, d.test)] == [50, 10, 20]
     assert d.train.shape[1:] == d.valid.shape[1:] == d.test.shape[1:] == SHAPE
-    assert d.info["name"] == "mnist" and d.info["preprocessing"] == preprocessing
+    assert d.info["name"] == "mnist" and d.preprocessing.name == preprocessing
+    assert d.preprocessing.noise == data.DATA_NOISE.get(preprocessing)
     raw = fake_images("mnist", "train")[:50]
     splits = (d.train, d.valid, d.test)
     if preprocessing == "integer":
@@ -121,11 +122,21 @@ def test_preprocessing_shapes_dtypes_ranges(fake_dir, preprocessing):
         assert abs(d.train.mean() - raw.mean() / 255.0) < 0.02
     elif preprocessing == "standardize":
         # Statistics of the 50 train examples only, not the held-out 10 or the test split.
-        assert d.info["mean"] == pytest.approx(raw.mean())
-        assert d.info["std"] == pytest.approx(raw.std())
+        assert d.preprocessing.mean == pytest.approx(raw.mean())
+        assert d.preprocessing.std == pytest.approx(raw.std())
         assert abs(d.train.mean()) < 1e-5 and d.train.std() == pytest.approx(1.0, abs=1e-5)
-        back = d.valid * d.info["std"] + d.info["mean"]
+        back = d.valid * d.preprocessing.std + d.preprocessing.mean
         np.testing.assert_allclose(back, fake_images("mnist", "train")[50:], atol=1e-3)
+    # Figures: every preprocessing maps back to the stored intensities in [0, 1].
+    pixels = d.preprocessing.to_pixels(d.train)
+    assert pixels.min() >= 0 and pixels.max() <= 1
+    if preprocessing in ("unit_interval", "dynamic_binarize", "standardize", "integer"):
+        np.testing.assert_allclose(pixels, raw / 255.0, atol=1e-5)
+
+
+def test_unknown_preprocessing_names_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown preprocessing 'binarise'.*dynamic_binarize"):
+        data.Preprocessing("binarise")
 
 
 def test_dequantize_is_uniform_within_each_bin():

@@ -8,26 +8,24 @@ import numpy as np
 import pytest
 
 from vaejax import evaluate, likelihoods, networks, objectives
+from vaejax.data import Preprocessing
 
 
 def test_bits_per_dim_of_uniform_models():
     d = 784
     # A uniform distribution over 256 levels is 8 bits per dimension in every representation.
     uniform_levels = d * math.log(256)
-    assert evaluate.bits_per_dim(uniform_levels, d, preprocessing="integer", info={}) == (
-        pytest.approx(8.0)
-    )
+    assert evaluate.bits_per_dim(uniform_levels, d, Preprocessing("integer")) == pytest.approx(8.0)
     # The uniform density on [0, 1) has log-density 0: dequantized, that is 8 bits exactly.
-    assert evaluate.bits_per_dim(0.0, d, preprocessing="dequantize", info={}) == (
-        pytest.approx(8.0)
-    )
+    assert evaluate.bits_per_dim(0.0, d, Preprocessing("dequantize")) == pytest.approx(8.0)
     # Density times bin width: the uniform density on [0, 1] with bins of width 1/255.
-    bpd = evaluate.bits_per_dim(0.0, d, preprocessing="unit_interval", info={"max_value": 255})
+    bpd = evaluate.bits_per_dim(0.0, d, Preprocessing("unit_interval", max_value=255))
     assert bpd == pytest.approx(math.log2(255))
     # Standardized pixels: a density on (pixel - mean) / std is std times the pixel density.
-    bpd = evaluate.bits_per_dim(-d * math.log(4.0), d, preprocessing="standardize", info={"std": 4})
+    bpd = evaluate.bits_per_dim(-d * math.log(4.0), d, Preprocessing("standardize", std=4.0))
     assert bpd == pytest.approx(0.0, abs=1e-12)
-    assert evaluate.bits_per_dim(50.0, d, preprocessing="dynamic_binarize", info={}) is None
+    assert evaluate.bits_per_dim(50.0, d, Preprocessing("dynamic_binarize")) is None
+    assert evaluate.bits_per_dim(50.0, d, Preprocessing("none")) is None
 
 
 def test_active_units_counts_dimensions_with_varying_means():

@@ -10,11 +10,13 @@ Shapes: images are `[N, H, W, C]`, labels `[N]`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
+import math
 import os
 import pathlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,8 @@ PREPROCESSINGS = (
     "standardize",
     "integer",
 )
+# Data made by the user (e.g. tabular features): no per-batch noise, no pixels, no bits/dim.
+NO_PREPROCESSING = "none"
 
 # What the train step draws per batch for each preprocessing that leaves noise to it.
 DATA_NOISE = {"dynamic_binarize": "binarize", "dequantize": "dequantize"}
@@ -57,8 +61,110 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not prepared (as array_record) in the data_dir read from."""
 
 
-class Data(NamedTuple):
-    """Preprocessed splits as host arrays, with what is needed to map them back to pixels."""
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a dataset's stored levels 0..max_value become the model's data, and back.
+
+    The one place a scaling is defined: what it does to the splits (`apply`), the noise the
+    train step draws per batch (`noise`), the map back to [0, 1] for figures (`to_pixels`) and
+    the log-width of a pixel's bin in the data's units, for bits/dim (`log_bin_width`).
+
+    name: one of `PREPROCESSINGS` (see `load`), or "none" for data made elsewhere.
+    max_value: the top stored level (255, or 1 for binary datasets).
+    mean, std: "standardize"'s, over the train split in pixel units (`fit` sets them).
+    """
+
+    name: str
+    max_value: int = 255
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in (*PREPROCESSINGS, NO_PREPROCESSING):
+            raise ValueError(
+                f"Unknown preprocessing {self.name!r}; choose one of {PREPROCESSINGS}, or "
+                f"{NO_PREPROCESSING!r} for data prepared elsewhere."
+            )
+
+    @property
+    def noise(self) -> str | None:
+        """What the train step draws per batch: "binarize", "dequantize" or None."""
+        return DATA_NOISE.get(self.name)
+
+    @property
+    def train_varies_with_seed(self) -> bool:
+        """Whether `apply` makes a different train split for each seed."""
+        return self.name == "static_binarize"
+
+    def fit(self, train: np.ndarray) -> Preprocessing:
+        """This preprocessing with the statistics it takes from the raw train split."""
+        if self.name != "standardize":
+            return self
+        # float64 sums: tens of millions of pixels lose digits in a float32 accumulator.
+        mean, std = float(train.mean(dtype=np.float64)), float(train.std(dtype=np.float64))
+        return dataclasses.replace(self, mean=mean, std=std)
+
+    def apply(self, splits: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
+        """Raw `(train, valid, test)` levels -> the model's data (see `load` for each name).
+
+        Valid and test get their noise once, from `seed`, so evaluation is deterministic;
+        train keeps what `noise` draws anew per batch.
+        """
+        name = self.name
+        if name == "integer":
+            return tuple(s.astype(np.int32) for s in splits)
+        if name == "standardize":
+            return tuple(((s - self.mean) / self.std).astype(np.float32) for s in splits)
+        if name == "dequantize" and self.max_value + 1 != DEQUANTIZATION_LEVELS:
+            raise ValueError(
+                f"'dequantize' is for 8-bit images (levels 0..255); these have levels "
+                f"0..{self.max_value}. Use a binarize preprocessing with a Bernoulli likelihood."
+            )
+        levels = DEQUANTIZATION_LEVELS if name == "dequantize" else self.max_value
+        train, valid, test = ((s / np.float32(levels)).astype(np.float32) for s in splits)
+        if name == "dequantize":
+            key_valid, key_test = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1))
+            valid, test = np.asarray(dequantize(key_valid, valid)), dequantize(key_test, test)
+        # Already-binary data stay as they are: binarizing them would be the identity.
+        if name.endswith("binarize") and self.max_value > 1:
+            key_train, key_valid, key_test = jax.random.split(jax.random.key(seed), 3)
+            valid, test = np.asarray(binarize(key_valid, valid)), binarize(key_test, test)
+            if name == "static_binarize":
+                train = np.asarray(binarize(key_train, train))
+        return train, np.asarray(valid), np.asarray(test)
+
+    def to_pixels(self, x: np.ndarray) -> np.ndarray:
+        """The model's data -> intensities in [0, 1], for figures."""
+        if self.name == "standardize":
+            return np.clip((x * self.std + self.mean) / self.max_value, 0, 1)
+        if self.name == "integer":
+            return x / self.max_value
+        return x
+
+    @property
+    def log_bin_width(self) -> float | None:
+        """log of one level's width in the data's units; None where bits/dim mean nothing.
+
+        Adding `D * log_bin_width` to a density's NLL in nats gives the 8-bit NLL: exactly for
+        "integer" (a probability of the level: width 1), as a bound for "dequantize" (Theis et
+        al., 2016), as an approximation for "unit_interval" and "standardize" (density times
+        width, meaningless where the density can spike). Binary data have no 8-bit meaning.
+        """
+        return {
+            "integer": 0.0,
+            "dequantize": math.log(DEQUANTIZATION_LEVELS),
+            "unit_interval": math.log(self.max_value),
+            "standardize": math.log(self.std),
+        }.get(self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Preprocessed splits as host arrays, and the `Preprocessing` that made them.
+
+    `preprocessing` None (data made elsewhere): `info["preprocessing"]` names it if present,
+    else the training run's `config.data.preprocessing` does.
+    """
 
     train: np.ndarray  # [N_train, H, W, C] float32 (int32 for "integer")
     valid: np.ndarray  # [N_valid, H, W, C]
@@ -66,7 +172,12 @@ class Data(NamedTuple):
     train_labels: np.ndarray  # [N_train] int32
     valid_labels: np.ndarray  # [N_valid] int32
     test_labels: np.ndarray  # [N_test] int32
-    info: dict[str, Any]
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # name, sizes, ...
+    preprocessing: Preprocessing | None = None
+
+    def __post_init__(self):
+        if self.preprocessing is None and "preprocessing" in self.info:
+            object.__setattr__(self, "preprocessing", Preprocessing(self.info["preprocessing"]))
 
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
@@ -292,8 +403,9 @@ def load(
       seed: seeds the binarization of the fixed splits.
 
     Returns:
-      `Data`; `info` records the name, preprocessing, `max_value` (255, or 1 for binary
-      datasets), the split sizes and, for "standardize", `mean` and `std` in pixel units.
+      `Data` with its `Preprocessing` (`max_value` 255, or 1 for binary datasets; for
+      "standardize", the train split's `mean` and `std` in pixel units); `info` records the
+      name, the validation split and the split sizes.
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(
@@ -328,48 +440,16 @@ def load(
         train_labels, valid_labels = train_labels[:cut], train_labels[cut:]
         validation = f"last {num_valid} train examples"
 
-    max_value = 1 if name in _BINARY_DATASETS else 255
+    prep = Preprocessing(preprocessing, max_value=1 if name in _BINARY_DATASETS else 255)
+    prep = prep.fit(train)
     info: dict[str, Any] = {
         "name": name,
-        "preprocessing": preprocessing,
         "validation": validation,
-        "max_value": max_value,
         "shape": tuple(train.shape[1:]),
         "num_train": len(train),
         "num_valid": len(valid),
         "num_test": len(test),
         "seed": seed,
     }
-    splits = (train, valid, test)
-    if preprocessing == "integer":
-        splits = tuple(s.astype(np.int32) for s in splits)
-    elif preprocessing == "dequantize":
-        if max_value + 1 != DEQUANTIZATION_LEVELS:
-            raise ValueError(
-                f"'dequantize' is for 8-bit images (levels 0..255); {name} has levels "
-                f"0..{max_value}. Use a binarize preprocessing with a Bernoulli likelihood."
-            )
-        splits = tuple((s / np.float32(DEQUANTIZATION_LEVELS)).astype(np.float32) for s in splits)
-        key_valid, key_test = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1))
-        train, valid, test = splits
-        valid = np.asarray(dequantize(key_valid, valid))
-        test = np.asarray(dequantize(key_test, test))
-        splits = (train, valid, test)
-    elif preprocessing == "standardize":
-        # float64 sums: tens of millions of pixels lose digits in a float32 accumulator.
-        mean, std = float(train.mean(dtype=np.float64)), float(train.std(dtype=np.float64))
-        info |= {"mean": mean, "std": std}
-        splits = tuple(((s - mean) / std).astype(np.float32) for s in splits)
-    else:
-        splits = tuple((s / np.float32(max_value)).astype(np.float32) for s in splits)
-
-    # Already-binary data stay as they are: binarizing them would be the identity.
-    if preprocessing.endswith("binarize") and name not in _BINARY_DATASETS:
-        key_train, key_valid, key_test = jax.random.split(jax.random.key(seed), 3)
-        train, valid, test = splits
-        valid, test = np.asarray(binarize(key_valid, valid)), np.asarray(binarize(key_test, test))
-        # Dynamic binarization leaves train to the train step: a fresh draw per batch.
-        if preprocessing == "static_binarize":
-            train = np.asarray(binarize(key_train, train))
-        splits = (train, valid, test)
-    return Data(*splits, train_labels, valid_labels, test_labels, info)
+    splits = prep.apply((train, valid, test), seed)
+    return Data(*splits, train_labels, valid_labels, test_labels, info, prep)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import cpu_fastpaths, networks
-from vaejax.data import DEQUANTIZATION_LEVELS
+from vaejax import data as data_lib
 from vaejax.objectives import elbo, estimate_log_likelihood
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), Sec. 5.2: Var_x E_q[z_d] > 0.01
@@ -117,29 +117,18 @@ def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THR
     return int((np.var(posterior_means.astype(np.float64), axis=0) > threshold).sum())
 
 
-def bits_per_dim(nll_nats: float, num_dims: int, *, preprocessing: str, info: dict) -> float | None:
-    """Bits per 8-bit dimension for a negative log-likelihood in nats of preprocessed data.
+def bits_per_dim(
+    nll_nats: float, num_dims: int, preprocessing: data_lib.Preprocessing
+) -> float | None:
+    """Bits per 8-bit dimension for an NLL in nats of data made by `preprocessing`.
 
-    Categorical models the pixel levels directly. A density over dequantized pixels,
-    (pixel + u) / 256, bounds the pixel's probability: add D log 256 (Theis et al., 2016), an
-    upper bound on the 8-bit NLL. Otherwise a density is turned into a probability of the pixel's
-    bin by the bin's width (density times width, no dequantization; an approximation, not a
-    bound, and meaningless where the density can spike, e.g. a continuous Bernoulli at pixels of
-    exactly 0): pixels / 255 have bins of width 1/255, so add D log 255; standardized pixels,
-    (pixel - mean) / std with std in pixel units, have bins of width 1/std, so add D log std.
-    Binary data have no 8-bit meaning: None.
+    None where the data have no 8-bit meaning (binary data); see
+    `Preprocessing.log_bin_width` for when this is exact, a bound or an approximation.
     """
-    if preprocessing == "integer":
-        nats = nll_nats
-    elif preprocessing == "dequantize":
-        nats = nll_nats + num_dims * math.log(DEQUANTIZATION_LEVELS)
-    elif preprocessing == "unit_interval":
-        nats = nll_nats + num_dims * math.log(float(info.get("max_value", 255)))
-    elif preprocessing == "standardize":
-        nats = nll_nats + num_dims * math.log(float(info["std"]))
-    else:
+    log_width = preprocessing.log_bin_width
+    if log_width is None:
         return None
-    return nats / (num_dims * math.log(2.0))
+    return (nll_nats + num_dims * log_width) / (num_dims * math.log(2.0))
 
 
 def evaluate_test(

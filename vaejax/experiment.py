@@ -196,15 +196,6 @@ def to_global(x: Any, sharding: NamedSharding) -> Any:
     )
 
 
-def display_images(x: np.ndarray, info: dict) -> np.ndarray:
-    """Preprocessed images (as `data.load` made them, described by `info`) -> [0, 1] for figures."""
-    if info.get("preprocessing") == "standardize":
-        return np.clip((x * info["std"] + info["mean"]) / info["max_value"], 0, 1)
-    if info.get("preprocessing") == "integer":
-        return x / info["max_value"]
-    return x
-
-
 def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
     """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
     return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
@@ -248,7 +239,7 @@ class Run:
     budget: float
     fit_to_budget: bool
     trained_s: float  # training time the restored checkpoint holds
-    preprocessing: str
+    preprocessing: data_lib.Preprocessing
     custom_model: bool = False
     custom_data: bool = False
 
@@ -351,15 +342,15 @@ def _init_state(run_cfg, model, members, tx, stacked: bool) -> train.TrainState:
     return population.stack(states) if stacked else states[0]
 
 
-def _compile_chunk(run_cfg, model, members, mesh, preprocessing: str, stacked: bool):
+def _compile_chunk(run_cfg, model, members, mesh, preprocessing, stacked: bool):
     """`(state, idx [P, n, B]) -> (state, metrics {name: [P, n]})`, compiled once."""
     replicated = NamedSharding(mesh, PartitionSpec())
     # The train split differs between seeds only when it was binarized once per seed.
-    shared = preprocessing != "static_binarize" or len({id(m.data) for m in members}) == 1
+    shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
     train_x = members[0].data.train if shared else np.stack([m.data.train for m in members])
     train_x = to_global(train_x, replicated)
     objective = train.Objective(**run_cfg.objective)
-    data_noise = data_lib.DATA_NOISE.get(preprocessing)  # drawn per batch by the train step
+    data_noise = preprocessing.noise  # drawn per batch by the train step
     keys = [m.keys[1] for m in members]
     if not stacked:
         fn = train.make_train_chunk(
@@ -401,12 +392,12 @@ def setup(
     budget, fit_to_budget = check_time_budget(config.train)
     run_members = _make_members(config, workdir, members, data)
     first = run_members[0].data
-    preprocessing = first.info.get("preprocessing", config.data.preprocessing)
+    preprocessing = first.preprocessing or data_lib.Preprocessing(config.data.preprocessing)
     if model is None:
         likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
     else:
         likelihood = model.likelihood
-    _check_data(run_members, likelihood, data_lib.DATA_NOISE.get(preprocessing))
+    _check_data(run_members, likelihood, preprocessing.noise)
     custom_model = model is not None
     if model is None:
         model = build_model(config.model, first.train.shape[1:], likelihood)
@@ -604,7 +595,7 @@ def _test_numbers(run: Run, m: Member, params: Any) -> dict[str, Any]:
     if ev.nll_samples:
         num_dims = int(np.prod(d.train.shape[1:]))
         nll = test[f"nll_{ev.nll_samples}"]
-        bpd = evaluate.bits_per_dim(nll, num_dims, preprocessing=run.preprocessing, info=d.info)
+        bpd = evaluate.bits_per_dim(nll, num_dims, run.preprocessing)
         if bpd is not None:
             test["bits_per_dim"] = bpd
     return test
@@ -622,7 +613,9 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
     d = m.data
     valid = evaluate.elbo_summary(run.model, params, d.valid, m.key_eval) if len(d.valid) else None
     m.writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
-    figures = write_figures(run.model, params, d, m.workdir, jax.random.fold_in(m.key_eval, 2))
+    figures = write_figures(
+        run.model, params, d, m.workdir, jax.random.fold_in(m.key_eval, 2), run.preprocessing
+    )
     m.writer.close()
     results = {
         "test": test,
@@ -638,7 +631,7 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
     if run.custom_model:  # config.model did not describe it
         results["model"] = repr(run.model)
     if run.custom_data:
-        results["data_info"] = d.info
+        results["data_info"] = d.info | {"preprocessing": run.preprocessing.name}
     _write_json(os.path.join(m.workdir, "results.json"), results)
     log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
     return results
@@ -688,8 +681,8 @@ def train_and_evaluate(
         your own); its likelihood replaces `config.model.likelihood`. The other config
         sections (objective, optimizer, training, evaluation) still apply.
       data: splits to train on instead of loading `config.data` (e.g. tabular features
-        `[N, D]`); `data.info["preprocessing"]`, if present, says how they were made (it
-        decides the per-batch data noise and bits/dim), else `config.data.preprocessing`.
+        `[N, D]`); `data.preprocessing`, if set, says how they were made (it decides the
+        per-batch data noise, figures and bits/dim), else `config.data.preprocessing`.
         Image figures are drawn only for image-shaped data.
       members: train a population instead (`vaejax.population`): per member, values of
         `population.POPULATION_FIELDS` that override `config`. Member i's metrics, figures,
@@ -713,7 +706,14 @@ def train_and_evaluate(
     return run.state, finish(run, step, train_time, start_time)
 
 
-def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array) -> list[str]:
+def write_figures(
+    model: networks.VAE,
+    params: Any,
+    d: data_lib.Data,
+    workdir: str,
+    key: jax.Array,
+    preprocessing: data_lib.Preprocessing,
+) -> list[str]:
     """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter.
 
     Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
@@ -721,7 +721,7 @@ def write_figures(model, params, d: data_lib.Data, workdir: str, key: jax.Array)
     encode, decode = networks.bind(model, params)
     mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))
     latent_dim = model.encoder.latent_dim
-    shown = lambda x: display_images(np.asarray(x), d.info)
+    shown = lambda x: preprocessing.to_pixels(np.asarray(x))
     images = d.test.ndim in (3, 4)
     paths = []
     if images:

@@ -193,7 +193,7 @@ def image_panels(
     k_z, k_x = jax.random.split(key)
     z = jax.random.normal(k_z, (num, model.encoder.latent_dim))
     out = decode(z)
-    show = lambda a: experiment.display_images(np.asarray(a, np.float32), d.info)
+    show = lambda a: d.preprocessing.to_pixels(np.asarray(a, np.float32))
     return {
         "reconstruction": show(likelihood.mean(decode(encode(jnp.asarray(d.test[:num]))["mean"]))),
         "sample: mean": show(likelihood.mean(out)),

@@ -88,7 +88,7 @@ def run(
     root = jax.random.key(config.seed)
 
     results, rows, cells, curves, elbos = {}, [], {}, {}, {}
-    cells["test inputs"] = {"reconstruction": experiment.display_images(d.test[:8], d.info)}
+    cells["test inputs"] = {"reconstruction": d.preprocessing.to_pixels(d.test[:8])}
     for i, (name, (label, likelihood, kwargs)) in enumerate(VARIANTS.items()):
         if quick and name not in QUICK_VARIANTS:
             continue

@@ -39,7 +39,7 @@ import numpy as np
 
 from experiments.questions import common
 from vaejax import data as data_lib
-from vaejax import evaluate, experiment, likelihoods, networks
+from vaejax import evaluate, likelihoods, networks
 from vaejax.posteriors import DiagonalGaussian
 
 EPOCHS = 8
@@ -229,7 +229,7 @@ def run(
         train_x = np.asarray(data_lib.binarize(jax.random.fold_in(root, 1), d.train))
 
     numbers, rows = {}, []
-    cells = {"test inputs": {"reconstruction": experiment.display_images(d.test[:8], d.info)}}
+    cells = {"test inputs": {"reconstruction": d.preprocessing.to_pixels(d.test[:8])}}
     for i, (name, heads) in enumerate(VARIANTS.items()):
         if quick and name not in QUICK_VARIANTS:
             continue

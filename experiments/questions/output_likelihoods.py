@@ -41,7 +41,7 @@ import numpy as np
 
 from experiments.questions import common
 from vaejax import data as data_lib
-from vaejax import evaluate, experiment, likelihoods, networks
+from vaejax import evaluate, likelihoods, networks
 from vaejax.writers import read_metrics
 
 MNIST_EPOCHS = 5
@@ -196,8 +196,9 @@ def feature_data(
     if kind == "min_max":
         splits = [np.clip(s, 0.0, 1.0) for s in splits]
     labels = [np.zeros(len(s), np.int32) for s in raw]
-    info = {"name": "features", "preprocessing": kind, "num_features": train.shape[1]}
-    return data_lib.Data(*splits, *labels, info), shift, scale
+    info = {"name": "features", "features": kind, "num_features": train.shape[1]}
+    none = data_lib.Preprocessing(data_lib.NO_PREPROCESSING)
+    return data_lib.Data(*splits, *labels, info, none), shift, scale
 
 
 def reconstruction_r2(model, params, x_model: np.ndarray, x_raw: np.ndarray, shift, scale) -> float:
@@ -240,7 +241,7 @@ def _mnist_part(workdir, config, quick):
         model = _mnist_model(c, case, d.train.shape[1:])
         results = common.train_variant(workdir, name, c, model=model, data=d)
         if not cells or case.preprocessing == "unit_interval":  # prefer the grayscale images
-            cells["test inputs"] = {"reconstruction": experiment.display_images(d.test[:8], d.info)}
+            cells["test inputs"] = {"reconstruction": d.preprocessing.to_pixels(d.test[:8])}
         if common.DIVERGED in results:
             rows.append([case.label, case.data, common.diverged_note(results), *["—"] * 4])
             continue
@@ -250,9 +251,7 @@ def _mnist_part(workdir, config, quick):
         # "density", but that one is none.
         if "bits_per_dim" in test and not isinstance(case.likelihood, BinaryCrossEntropy):
             num_dims = int(np.prod(d.train.shape[1:]))
-            from_elbo = evaluate.bits_per_dim(
-                -test["elbo"], num_dims, preprocessing=case.preprocessing, info=d.info
-            )
+            from_elbo = evaluate.bits_per_dim(-test["elbo"], num_dims, d.preprocessing)
             bits = f"{common.number(test['bits_per_dim'], 3)} ({common.number(from_elbo, 3)})"
         rows.append(
             [
