@@ -297,3 +297,15 @@ def test_synthetic_dataset_needs_no_files():
     assert 0 <= d.train.min() and d.train.max() <= 1 and d.train.max() > 0.5
     again = data.load("synthetic", preprocessing="unit_interval", num_valid=40)
     np.testing.assert_array_equal(d.test, again.test)
+
+
+def test_num_train_caps_the_train_split_only(fake_dir):
+    d = data.load("mnist", preprocessing="unit_interval", data_dir=fake_dir, num_valid=10)
+    capped = data.load(
+        "mnist", preprocessing="unit_interval", data_dir=fake_dir, num_valid=10, num_train=7
+    )
+    assert (len(capped.train), len(capped.valid), len(capped.test)) == (7, 10, 20)
+    np.testing.assert_array_equal(capped.train, d.train[:7])
+    np.testing.assert_array_equal(capped.valid, d.valid)  # the held-out split is unchanged
+    with pytest.raises(ValueError, match="num_train must be >= 0.*got -1"):
+        data.load("mnist", preprocessing="unit_interval", data_dir=fake_dir, num_train=-1)

@@ -378,6 +378,7 @@ def load(
     preprocessing: str,
     data_dir: str | None = None,
     num_valid: int = 10_000,
+    num_train: int = 0,
     seed: int = 0,
 ) -> Data:
     """Reads a dataset's train, validation and test splits and preprocesses them.
@@ -400,6 +401,7 @@ def load(
         "integer": int32 pixel values 0..max_value.
       data_dir: a prepared TFDS data_dir; None reads `$TFDS_DATA_DIR`, else the tfds default.
       num_valid: examples held out from the end of train when there is no validation split.
+      num_train: train on at most this many examples (the first ones); 0: all of them.
       seed: seeds the binarization of the fixed splits.
 
     Returns:
@@ -413,19 +415,21 @@ def load(
         )
     if name == SYNTHETIC:
         read = synthetic_split
-        has_validation, num_train = False, _SYNTHETIC_SIZES["train"]
+        has_validation, num_stored = False, _SYNTHETIC_SIZES["train"]
     else:
         data_dir = resolve_data_dir(data_dir)
         if not is_prepared(name, data_dir):
             raise DatasetNotFoundError(not_prepared_message(name, data_dir))
         split_infos = _builder(name, data_dir).info.splits
         has_validation = "validation" in split_infos
-        num_train = split_infos["train"].num_examples
+        num_stored = split_infos["train"].num_examples
         read = lambda split: read_split(name, split, data_dir=data_dir)
     # Checked before reading: a split takes seconds to read.
-    if not has_validation and not 0 <= num_valid < num_train:
+    if num_train < 0:
+        raise ValueError(f"num_train must be >= 0 (0: every train example); got {num_train}.")
+    if not has_validation and not 0 <= num_valid < num_stored:
         raise ValueError(
-            f"num_valid must be in [0, {num_train}) for {name}'s {num_train} train examples; "
+            f"num_valid must be in [0, {num_stored}) for {name}'s {num_stored} train examples; "
             f"got {num_valid}."
         )
 
@@ -439,6 +443,8 @@ def load(
         train, valid = train[:cut], train[cut:]
         train_labels, valid_labels = train_labels[:cut], train_labels[cut:]
         validation = f"last {num_valid} train examples"
+    if num_train:
+        train, train_labels = train[:num_train], train_labels[:num_train]
 
     prep = Preprocessing(preprocessing, max_value=1 if name in _BINARY_DATASETS else 255)
     prep = prep.fit(train)

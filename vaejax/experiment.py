@@ -45,6 +45,10 @@ from vaejax.writers import MetricWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
+# The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
+# refuses a work directory of another format. Bump it when older checkpoints no longer restore.
+FORMAT_VERSION = 1
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept.
@@ -254,6 +258,7 @@ def _load_data(config: ml_collections.ConfigDict, seed: int) -> data_lib.Data:
         preprocessing=config.data.preprocessing,
         data_dir=config.data.get("data_dir"),
         num_valid=config.data.num_valid,
+        num_train=config.data.get("num_train", 0),
         seed=seed,
     )
 
@@ -528,8 +533,26 @@ def validate(run: Run, step: int) -> None:
             log.info("epoch %d step %d: %s", step // run.steps_per_epoch, step, valid)
 
 
+def describe_member(run: Run, m: Member) -> dict[str, Any]:
+    """What member `m`'s model was built from, as JSON: config, data shape and preprocessing."""
+    description = {
+        "config": m.config.to_dict(),
+        "data_shape": list(m.data.train.shape[1:]),
+        "data_dtype": str(m.data.train.dtype),  # the model's data, after preprocessing
+        "preprocessing": dataclasses.asdict(m.data.preprocessing or run.preprocessing),
+        "custom_model": repr(run.model) if run.custom_model else None,
+    }
+    return json.loads(json.dumps(description, default=str))
+
+
 def save(run: Run, step: int, train_time_s: float) -> None:
-    run.checkpointer.save(step, run.state, metadata={"train_time_s": train_time_s})
+    """A checkpoint, with the format version and what `vaejax.load` rebuilds each model from."""
+    metadata = {
+        "train_time_s": train_time_s,
+        "format_version": FORMAT_VERSION,
+        "members": [describe_member(run, m) for m in run.members],
+    }
+    run.checkpointer.save(step, run.state, metadata=metadata)
 
 
 def _is_eval_step(run: Run, step: int) -> bool:
@@ -699,9 +722,8 @@ def train_and_evaluate(
         jax.distributed.initialize()  # multi-host: coordinator and ranks from the environment
     log.info("JAX devices: %s", jax.devices())
     run = setup(config, workdir, model=model, data=data, members=members)
-    if run.stacked:
-        for m in run.members:
-            _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
+    for m in run.members:
+        _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
     step, train_time = train_loop(run)
     return run.state, finish(run, step, train_time, start_time)
 

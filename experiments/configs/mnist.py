@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR
     config.data.preprocessing = "dynamic_binarize"
     config.data.num_valid = 10_000
+    config.data.num_train = 0  # 0: every train example; else at most this many (the first)
 
     config.model = ml_collections.ConfigDict()
     config.model.preset = "burda2015"  # kingma2013 | burda2015 | mlp | conv
