@@ -258,6 +258,7 @@ def _load_data(config: ml_collections.ConfigDict, seed: int) -> data_lib.Data:
         preprocessing=config.data.preprocessing,
         data_dir=config.data.get("data_dir"),
         num_valid=config.data.num_valid,
+        num_train=config.data.get("num_train", 0),
         seed=seed,
     )
 
