@@ -117,3 +117,14 @@ def test_save_latent_scatter(tmp_path, labels):
     assert_png(plots.save_latent_scatter(tmp_path / "z.png", codes, labels))
     with pytest.raises(ValueError, match=r"codes \[N, 2\]"):
         plots.save_latent_scatter(tmp_path / "bad.png", np.zeros((60, 3)), labels)
+
+
+def test_manifold_grid_on_given_axes():
+    """A prior's own quantiles (or the codes' range) replace the standard normal's."""
+    n = 3
+    axes = np.array([[-1.0, 10.0], [0.0, 20.0], [2.0, 30.0]])
+    z = plots.manifold_latents(n, axes).reshape(n, n, 2)
+    np.testing.assert_array_equal(z[0, :, 0], [-1.0, 0.0, 2.0])  # z1 left to right
+    np.testing.assert_array_equal(z[:, 0, 1], [30.0, 20.0, 10.0])  # z2 top row largest
+    with pytest.raises(ValueError, match=r"axes must be \[n=3, 2\]; got \(2, 2\)"):
+        plots.manifold_latents(n, axes[:2])

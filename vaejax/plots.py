@@ -255,18 +255,24 @@ def save_curves(
     return _save(fig, path)
 
 
-def manifold_latents(n: int) -> np.ndarray:
+def manifold_latents(n: int, axes: np.ndarray | None = None) -> np.ndarray:
     """The `[n * n, 2]` latent grid of `save_latent_manifold`, in row-major tile order.
 
-    Coordinates are standard-normal quantiles of the probabilities `(i + 0.5) / n`, so they are
-    symmetric around 0 and each tile covers equal prior mass. z1 increases left to right and z2
-    increases bottom to top, as on a plot's axes.
+    `axes` `[n, 2]`: increasing coordinates of the grid along z1 and z2. Default: standard-normal
+    quantiles of the probabilities `(i + 0.5) / n`, so they are symmetric around 0 and each tile
+    covers equal prior mass. z1 increases left to right and z2 increases bottom to top, as on a
+    plot's axes.
     """
     if n < 1:
         raise ValueError(f"The manifold grid needs n >= 1 points per side; got n={n}.")
-    normal = statistics.NormalDist()
-    q = np.array([normal.inv_cdf((i + 0.5) / n) for i in range(n)], dtype=np.float32)
-    z1, z2 = np.meshgrid(q, q[::-1])  # Row 0 is the top row, i.e. the largest z2.
+    if axes is None:
+        normal = statistics.NormalDist()
+        q = np.array([normal.inv_cdf((i + 0.5) / n) for i in range(n)], dtype=np.float32)
+        axes = np.stack([q, q], axis=-1)
+    axes = np.asarray(axes, np.float32)
+    if axes.shape != (n, 2):
+        raise ValueError(f"The manifold grid's axes must be [n={n}, 2]; got {axes.shape}.")
+    z1, z2 = np.meshgrid(axes[:, 0], axes[::-1, 1])  # Row 0 is the top row, i.e. the largest z2.
     return np.stack([z1.ravel(), z2.ravel()], axis=-1)
 
 
@@ -276,6 +282,7 @@ def save_latent_manifold(
     *,
     n: int = 20,
     value_range: tuple[float, float] | None = None,
+    axes: np.ndarray | None = None,
 ) -> pathlib.Path:
     """Writes the decoded means over an n x n grid of a 2-D latent space.
 
@@ -284,6 +291,8 @@ def save_latent_manifold(
       decode_mean: Maps latents `[n * n, 2]` to images `[n * n, H, W(, C)]`; called once.
       n: Grid points per side.
       value_range: See `to_unit_range`.
+      axes: the grid's coordinates along z1 and z2, `[n, 2]` (see `manifold_latents`), e.g.
+        the prior's quantiles; default: the standard normal's.
 
     Returns:
       The path written.
@@ -291,7 +300,7 @@ def save_latent_manifold(
     References:
       Kingma & Welling (2013), Auto-Encoding Variational Bayes, Fig. 4.
     """
-    z = manifold_latents(n)
+    z = manifold_latents(n, axes)
     images = np.asarray(decode_mean(z))
     if images.ndim not in (3, 4) or images.shape[0] != n * n:
         raise ValueError(
@@ -303,12 +312,12 @@ def save_latent_manifold(
     fig, ax = _figure_for(grid)
     _imshow(ax, grid)
     h, w = images.shape[1:3]
-    q = z[:n, 0]
+    q1, q2 = z[:n, 0], z[::n, 1][::-1]  # increasing, along each axis
     # Label tiles in mirrored pairs (plus the centre when n is odd) so the symmetry around 0 shows.
     k = round((n - 1) / 4)
     ticks = np.array(sorted({0, k, n - 1 - k, n - 1} | ({(n - 1) // 2} if n % 2 else set())))
-    ax.set_xticks(ticks * (w + 1) + (w - 1) / 2, [f"{q[i]:.2f}" for i in ticks])
-    ax.set_yticks(ticks * (h + 1) + (h - 1) / 2, [f"{q[n - 1 - i]:.2f}" for i in ticks])
+    ax.set_xticks(ticks * (w + 1) + (w - 1) / 2, [f"{q1[i]:.2f}" for i in ticks])
+    ax.set_yticks(ticks * (h + 1) + (h - 1) / 2, [f"{q2[n - 1 - i]:.2f}" for i in ticks])
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     return _save(fig, path)
