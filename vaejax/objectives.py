@@ -4,6 +4,13 @@ Every function is pure and returns per-example values `[B]` (nats); reduce over 
 at the call site (the training loss is `-elbo(...).elbo.mean()`). `encode(x) -> dict` gives the
 posterior's params and `decode(z) -> dict` the likelihood's, for `z` of shape `[B, D]`; the
 objectives know nothing of Flax, so any functions of that shape plug in.
+
+Inputs are checked where that is free: the key, the batch's shape and dtype always (static, also
+under `jit`), and, when `x` is concrete (an eager call), its values with `likelihood.check_data`
+(a Categorical given 300 or 0.7, a Bernoulli given grey levels). Under `jit` the values are not
+known when the function is traced, and checking them in the step would cost a device-to-host
+copy per step, so there `check_data` is the caller's job: call it once on the host before the
+loop, as the training loop does for every split it uses.
 """
 
 from __future__ import annotations
@@ -14,10 +21,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from vaejax.likelihoods import Likelihood
-from vaejax.posteriors import DiagonalGaussian, _check_num_samples, standard_normal_log_prob
+from vaejax.posteriors import (
+    DiagonalGaussian,
+    _check_num_samples,
+    check_key,
+    standard_normal_log_prob,
+)
 
 Encode = Callable[[jax.Array], Mapping[str, jax.Array]]
 Decode = Callable[[jax.Array], Mapping[str, jax.Array]]
@@ -35,6 +48,35 @@ class ElboTerms(NamedTuple):
     log_likelihood: jax.Array  # Monte Carlo E_q[log p(x | z)]
     kl: jax.Array  # KL(q(z | x) || p(z)), analytic or Monte Carlo
     objective: jax.Array  # log_likelihood - beta * kl
+
+
+def _check_inputs(key: jax.Array, x: ArrayLike, likelihood: Likelihood) -> jax.Array:
+    """Checks the key, the shape and dtype of `x` (static) and its values when concrete."""
+    check_key(key)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(
+            f"x must be a batch [B, *event] with at least 2 axes; got shape {tuple(x.shape)}. "
+            "For a single example pass x[None]."
+        )
+    if x.shape[0] == 0:
+        raise ValueError(
+            f"x is an empty batch (shape {tuple(x.shape)}); pass at least one example."
+        )
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise ValueError(
+            f"x must be real numbers (a float or integer dtype); got dtype {x.dtype}. The "
+            "likelihoods are densities on real data: pass the real part, or the real and "
+            "imaginary parts as two channels."
+        )
+    try:
+        values = np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        values = None  # traced (under jit): the caller checks the values (module docstring)
+    if values is not None and hasattr(likelihood, "check_data"):
+        likelihood.check_data(values)
+    return jnp.asarray(x)
 
 
 def _log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood: Likelihood):
@@ -90,7 +132,7 @@ def elbo(
       Kingma & Welling, Auto-Encoding Variational Bayes, 2013, eq. (10).
     """
     _check_num_samples(num_samples)
-    x = jnp.asarray(x)
+    x = _check_inputs(key, x, likelihood)
     q = encode(x)
     z = posterior.sample(key, q, num_samples)  # [S, B, D]
     log_likelihood = _log_likelihoods(x, z, decode, likelihood).mean(0)
@@ -126,7 +168,7 @@ def iwae_bound(
       Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, 2015, eq. (8).
     """
     _check_num_samples(num_samples)
-    x = jnp.asarray(x)
+    x = _check_inputs(key, x, likelihood)
     log_w = _log_weights(
         key,
         x,
@@ -158,7 +200,7 @@ def estimate_log_likelihood(
     """
     _check_num_samples(num_samples)
     _check_num_samples(chunk_size)
-    x = jnp.asarray(x)
+    x = _check_inputs(key, x, likelihood)
     q = encode(x)
     chunk_size = min(chunk_size, num_samples)
     num_chunks, remainder = divmod(num_samples, chunk_size)
@@ -171,7 +213,9 @@ def estimate_log_likelihood(
         lw = log_weights(jax.random.fold_in(key, i), chunk_size)
         return jnp.logaddexp(carry, jax.nn.logsumexp(lw, axis=0)), None
 
-    init = jnp.full(x.shape[:1], -jnp.inf, dtype=jnp.float32)
+    # The carry takes the log-weights' dtype: float64 under jax_enable_x64 with float64 inputs.
+    dtype = jax.eval_shape(lambda k: log_weights(k, chunk_size), key).dtype
+    init = jnp.full(x.shape[:1], -jnp.inf, dtype=dtype)
     total, _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
     if remainder:
         lw = log_weights(jax.random.fold_in(key, num_chunks), remainder)

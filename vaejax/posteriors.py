@@ -51,6 +51,12 @@ class DiagonalGaussian:
                 f"Unknown posterior parameterization {self.parameterization!r}; valid: "
                 f"{sorted(_SCALE_NAMES)}."
             )
+        floor = self.softplus_floor
+        if not (isinstance(floor, int | float | np.number) and 0 < floor < math.inf):
+            raise ValueError(
+                f"DiagonalGaussian softplus_floor must be a positive finite number (it keeps std "
+                f"above 0); got {floor!r}. The default is 1e-4."
+            )
 
     @property
     def param_names(self) -> tuple[str, str]:
@@ -63,6 +69,13 @@ class DiagonalGaussian:
                 f"DiagonalGaussian({self.parameterization!r}) needs encoder outputs "
                 f"{self.param_names}; missing {missing}, got keys {sorted(params)}. "
                 "Build the encoder with this posterior's param_names."
+            )
+        mean, scale = (params[n] for n in self.param_names)
+        if tuple(mean.shape) != tuple(scale.shape):
+            raise ValueError(
+                f"DiagonalGaussian({self.parameterization!r}): encoder outputs 'mean' of shape "
+                f"{tuple(mean.shape)} and {self.param_names[1]!r} of shape {tuple(scale.shape)} "
+                "differ; both must be [B, latent_dim]. Give the two heads the same size."
             )
 
     def log_stddev(self, params: Params) -> jax.Array:
@@ -84,6 +97,7 @@ class DiagonalGaussian:
 
     def sample(self, key: jax.Array, params: Params, num_samples: int | None = None) -> jax.Array:
         """z = mean + std * eps: `[B, D]`, or `[S, B, D]` when `num_samples` is given."""
+        check_key(key)
         mean = params["mean"]
         std = self.stddev(params)
         key = cpu_fastpaths.threefry_key(key)  # the same draws, faster on CPU
@@ -110,6 +124,18 @@ class DiagonalGaussian:
         """The analytic KL per latent dimension, `[B, D]` (for diagnostics)."""
         mean, log_var = params["mean"], 2.0 * self.log_stddev(params)
         return 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+
+
+def check_key(key: jax.Array) -> None:
+    """Refuses anything but a JAX PRNG key (a typed key, or a raw uint32 one); static, jit-safe."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None or not (
+        jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or dtype == np.uint32
+    ):
+        raise ValueError(
+            f"key must be a JAX PRNG key; got {type(key).__name__} {key!r}. Pass "
+            "jax.random.key(seed) (or split one), not the seed itself."
+        )
 
 
 def _check_num_samples(num_samples: int) -> None:
