@@ -16,6 +16,7 @@ from vaejax.likelihoods import (
 from vaejax.networks import VAE, VAEOutput
 from vaejax.objectives import ElboTerms, elbo, estimate_log_likelihood, iwae_bound
 from vaejax.posteriors import DiagonalGaussian
+from vaejax.trained import TrainedModel, load
 
 __version__ = "0.1.0"
 
@@ -29,12 +30,14 @@ __all__ = [
     "Gaussian",
     "LearnedGaussian",
     "Likelihood",
+    "TrainedModel",
     "VAEOutput",
     "__version__",
     "elbo",
     "estimate_log_likelihood",
     "iwae_bound",
     "likelihoods",
+    "load",
     "networks",
     "objectives",
     "posteriors",

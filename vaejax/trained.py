@@ -1,0 +1,508 @@
+"""`vaejax.load(workdir)`: a trained model back in Python, for downstream use.
+
+`load` rebuilds the model from what the work directory's checkpoint records (the config it
+trained with, the data's shape, the fitted preprocessing) and restores its parameters (the
+moving average where the run kept one) onto this machine's devices, whatever devices saved
+them. The `TrainedModel` it returns takes raw data as the dataset stores it (uint8 images),
+applies the model's preprocessing itself, and refuses data of another shape, dtype or range.
+
+Every method is a host-side check of its inputs followed by one jitted, pure function of the
+parameters; each new batch size compiles once. Shapes: data `[B, *data_shape]`, codes
+`[B, latent_dim]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.typing import ArrayLike
+
+from vaejax import cpu_fastpaths, evaluate, experiment, likelihoods, networks
+from vaejax import data as data_lib
+from vaejax.checkpoints import Checkpointer
+from vaejax.objectives import ElboTerms, elbo
+
+FORMAT_VERSION = experiment.FORMAT_VERSION
+
+
+# ---- the jitted cores: pure functions of the parameters
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _encode(params, x, *, model: networks.VAE) -> dict[str, jax.Array]:
+    return networks.bind(model, params)[0](x)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _decode_mean(params, z, *, model: networks.VAE) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params)[1](z))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _reconstruct(params, x, *, model: networks.VAE) -> jax.Array:
+    encode, decode = networks.bind(model, params)
+    return model.likelihood.mean(decode(encode(x)["mean"]))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num"))
+def _sample(params, key, *, model: networks.VAE, num: int) -> jax.Array:
+    z = jax.random.normal(key, (num, model.encoder.latent_dim))  # the prior N(0, I)
+    return model.likelihood.mean(networks.bind(model, params)[1](z))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_steps"))
+def _interpolate(params, x_a, x_b, *, model: networks.VAE, num_steps: int) -> jax.Array:
+    encode, decode = networks.bind(model, params)
+    z_a, z_b = encode(x_a)["mean"], encode(x_b)["mean"]  # [B, D] each
+    t = jnp.linspace(0.0, 1.0, num_steps)[:, None, None]  # [T, 1, 1]
+    z = (1.0 - t) * z_a[None] + t * z_b[None]  # [T, B, D]
+    means = model.likelihood.mean(decode(z.reshape(-1, z.shape[-1])))
+    return jnp.swapaxes(means.reshape(num_steps, *x_a.shape), 0, 1)  # [B, T, *data_shape]
+
+
+@functools.partial(cpu_fastpaths.evaluation_jit, static_argnames=("model", "num_samples"))
+def _elbo(params, key, x, *, model: networks.VAE, num_samples: int) -> ElboTerms:
+    encode, decode = networks.bind(model, params)
+    return elbo(
+        key,
+        x,
+        encode=encode,
+        decode=decode,
+        likelihood=model.likelihood,
+        posterior=model.posterior,
+        num_samples=num_samples,
+    )
+
+
+# The evaluation's own estimator, compiled as the evaluation compiles it: the same numbers.
+@functools.partial(
+    cpu_fastpaths.evaluation_jit, static_argnames=("model", "num_samples", "chunk_size")
+)
+def _log_px(params, key, x, *, model: networks.VAE, num_samples: int, chunk_size: int):
+    return evaluate.log_px(model, params, key, x, num_samples=num_samples, chunk_size=chunk_size)
+
+
+# ---- the trained model
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class TrainedModel:
+    """A trained VAE with pure, jitted, batched methods on raw data; made by `vaejax.load`.
+
+    Attributes:
+      model: the Flax VAE (`model.likelihood`, `model.posterior`).
+      params: its parameters (the moving average where the run kept one: see `ema`).
+      config: the config it trained with.
+      preprocessing: how raw data become the model's data (fitted on the train split).
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      data_dtype: the dtype of the model's data (after preprocessing).
+      step: the training step of the checkpoint.
+      ema: whether `params` are the run's moving average.
+      workdir: where it was loaded from.
+    """
+
+    model: networks.VAE
+    params: Any
+    config: ml_collections.ConfigDict
+    preprocessing: data_lib.Preprocessing
+    data_shape: tuple[int, ...]
+    data_dtype: str
+    step: int
+    ema: bool
+    workdir: str
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainedModel(workdir={self.workdir!r}, step={self.step}, "
+            f"preset={self.config.model.get('preset')!r}, latent_dim={self.latent_dim}, "
+            f"likelihood={self.model.likelihood}, preprocessing={self.preprocessing.name!r}, "
+            f"data_shape={self.data_shape}, ema={self.ema})"
+        )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.encoder.latent_dim
+
+    # ---- raw data in, the model's data out
+
+    def check(self, x: ArrayLike) -> np.ndarray:
+        """Raw data `[B, *data_shape]` as a host array; a `ValueError` names any mismatch."""
+        x = np.asarray(x)
+        if x.shape[1:] != self.data_shape or x.ndim != len(self.data_shape) + 1:
+            hint = " Add a batch axis: x[None]." if x.shape == self.data_shape else ""
+            raise ValueError(
+                f"This model takes batches of shape [B, {', '.join(map(str, self.data_shape))}]; "
+                f"got an array of shape {x.shape}.{hint}"
+            )
+        prep = self.preprocessing
+        if prep.name == data_lib.NO_PREPROCESSING:  # data made by the user: as it trained on
+            trained_kind = np.dtype(self.data_dtype).kind
+            if x.dtype.kind != trained_kind and not (trained_kind == "f" and x.dtype.kind in "iu"):
+                raise ValueError(
+                    f"This model trained on {self.data_dtype} data; got {x.dtype}. Pass the data "
+                    "as it was given to train_and_evaluate."
+                )
+            return x
+        if x.dtype.kind not in "iub":
+            raise ValueError(
+                f"This model takes raw data as the dataset stores it: integer levels "
+                f"0..{prep.max_value} (uint8); got {x.dtype} values in "
+                f"[{float(np.min(x)):.6g}, {float(np.max(x)):.6g}]. Pass the stored images "
+                f"(e.g. TrainedModel.read_split), not preprocessed data; the model applies its "
+                f"{prep.name!r} preprocessing itself."
+            )
+        if x.size and (x.min() < 0 or x.max() > prep.max_value):
+            raise ValueError(
+                f"This model's data have levels 0..{prep.max_value}; got values in "
+                f"[{x.min()}, {x.max()}]. Clip or rescale them to 0..{prep.max_value}."
+            )
+        return x
+
+    def preprocess(
+        self, x: ArrayLike, key: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Raw data -> the model's data, as the train split was made; checked first.
+
+        With `key`, the data's noise (binarization or dequantization) is drawn as the train step
+        draws it, from a part split off `key`, and the rest is returned for the model's own
+        sampling; without, the data stay at the noise's mean (intensities for binarized data).
+
+        Returns:
+          `(data, key)`: the model's data `[B, *data_shape]` and the key left for the model.
+        """
+        x = self.check(x)
+        prep = self.preprocessing
+        if prep.name == data_lib.NO_PREPROCESSING:
+            return jnp.asarray(x, self.data_dtype), key
+        if prep.name == "static_binarize":  # one fixed binarization at training: draw one here
+            prep = dataclasses.replace(prep, name="dynamic_binarize")
+        empty = x[:0]
+        (y, _, _) = prep.apply((x, empty, empty), seed=0)  # x as the train split
+        y = jnp.asarray(y)
+        if prep.noise is None or key is None:
+            return y, key
+        if prep.noise == "binarize" and prep.max_value == 1:  # binary already
+            return y, key
+        key_noise, key = jax.random.split(key)
+        return data_lib.add_data_noise(prep.noise, key_noise, y), key
+
+    def to_pixels(self, x: ArrayLike) -> np.ndarray:
+        """The model's data (e.g. `decode`'s means) -> intensities in [0, 1], for figures."""
+        return self.preprocessing.to_pixels(np.asarray(x))
+
+    def read_split(
+        self, split: str = "test", *, data_dir: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw images uint8 `[N, *data_shape]` and labels `[N]` of a split of the training data.
+
+        `split`: a TFDS split ("train", "test", "train[-10000:]", ...); the run's validation
+        examples are the last `config.data.num_valid` train examples (unless the dataset has a
+        "validation" split). `data_dir`: default the run's, else `$TFDS_DATA_DIR`.
+        """
+        name = self.config.data.name
+        if name == data_lib.SYNTHETIC:
+            return data_lib.synthetic_split(split)
+        data_dir = data_dir or self.config.data.get("data_dir")
+        return data_lib.read_split(name, split, data_dir=data_dir)
+
+    # ---- the methods
+
+    def encode(self, x: ArrayLike) -> dict[str, jax.Array]:
+        """The posterior's parameters for raw data, each `[B, latent_dim]`."""
+        y, _ = self.preprocess(x)
+        return _encode(self.params, y, model=self.model)
+
+    def posterior_mean(self, x: ArrayLike) -> jax.Array:
+        """The posterior means E_q[z | x], `[B, latent_dim]`: the codes for downstream use."""
+        return self.encode(x)["mean"]
+
+    def decode(self, z: ArrayLike) -> jax.Array:
+        """The likelihood's mean for codes `z` `[B, latent_dim]`, in the model's data units."""
+        z = np.asarray(z, np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"decode takes codes of shape [B, {self.latent_dim}]; got {z.shape}. "
+                "Add a batch axis (z[None]) for one code."
+            )
+        return _decode_mean(self.params, z, model=self.model)
+
+    def reconstruct(self, x: ArrayLike) -> jax.Array:
+        """`decode(posterior_mean(x))`: the likelihood's mean at the posterior mean."""
+        y, _ = self.preprocess(x)
+        return _reconstruct(self.params, y, model=self.model)
+
+    def sample(self, key: jax.Array, num: int) -> jax.Array:
+        """The likelihood's means at `num` codes drawn from the prior, `[num, *data_shape]`."""
+        if not isinstance(num, int | np.integer) or num < 1:
+            raise ValueError(f"sample needs a number of samples >= 1; got {num!r}.")
+        return _sample(self.params, key, model=self.model, num=int(num))
+
+    def interpolate(self, x_a: ArrayLike, x_b: ArrayLike, num_steps: int = 8) -> jax.Array:
+        """Decoded means along the line between the posterior means of `x_a` and `x_b`.
+
+        `x_a`, `x_b`: one example each (`data_shape`; returns `[num_steps, *data_shape]`) or
+        batches of the same size (returns `[B, num_steps, *data_shape]`).
+        """
+        single = np.shape(x_a) == self.data_shape
+        x_a, x_b = (np.asarray(v)[None] if single else v for v in (x_a, x_b))
+        if np.shape(x_a) != np.shape(x_b):
+            raise ValueError(
+                f"interpolate needs x_a and x_b of one shape; got {np.shape(x_a)} and "
+                f"{np.shape(x_b)}."
+            )
+        if not isinstance(num_steps, int | np.integer) or num_steps < 2:
+            raise ValueError(f"interpolate needs num_steps >= 2; got {num_steps!r}.")
+        (y_a, _), (y_b, _) = self.preprocess(x_a), self.preprocess(x_b)
+        out = _interpolate(self.params, y_a, y_b, model=self.model, num_steps=int(num_steps))
+        return out[0] if single else out
+
+    def elbo(self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1) -> ElboTerms:
+        """The ELBO and its terms per example (`ElboTerms` of `[B]` arrays, nats)."""
+        y, key = self.preprocess(x, key)
+        return _elbo(self.params, key, y, model=self.model, num_samples=num_samples)
+
+    def log_likelihood(
+        self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1000, chunk_size: int = 100
+    ) -> jax.Array:
+        """Importance-sampled log p(x) per example `[B]` (nats), e.g. as an anomaly score.
+
+        `num_samples` importance samples per example, `chunk_size` of them decoded at a time
+        (memory grows with `chunk_size * B`); the estimate the evaluation reports as `nll_k`.
+        """
+        y, key = self.preprocess(x, key)
+        chunk_size = min(chunk_size, num_samples)
+        return _log_px(
+            self.params, key, y, model=self.model, num_samples=num_samples, chunk_size=chunk_size
+        )
+
+    def active_units(
+        self, x: ArrayLike, *, threshold: float = evaluate.ACTIVE_UNIT_THRESHOLD
+    ) -> np.ndarray:
+        """Which latent dimensions are active over `x`: bool `[latent_dim]` (Burda et al. 2015).
+
+        A dimension is active when its posterior mean varies over the data: Var_x E_q[z_d] >
+        `threshold`. `x` should be a dataset (e.g. the test split), not a few examples.
+        """
+        means = np.asarray(self.posterior_mean(x))
+        # The evaluation's count, one dimension at a time: one definition of "active".
+        return np.array(
+            [
+                evaluate.active_units(means[:, d : d + 1], threshold) == 1
+                for d in range(means.shape[1])
+            ]
+        )
+
+
+# ---- loading
+
+
+def load(
+    workdir: str | os.PathLike,
+    *,
+    step: int | None = None,
+    member: int | None = None,
+    model: networks.VAE | None = None,
+) -> TrainedModel:
+    """The trained model in `workdir` (the `--workdir` of a finished or running training run).
+
+    Args:
+      workdir: a work directory written by `train_and_evaluate` (`python -m experiments.mnist`).
+      step: the checkpoint's step; default the latest.
+      member: for a population's work directory, which member (0, 1, ...).
+      model: the VAE to restore into, for a run trained with a model of its own
+        (`train_and_evaluate(..., model=...)`); by default the one its config describes.
+
+    Returns:
+      A `TrainedModel` on this machine's first device, with the run's moving-average
+      parameters where it kept them.
+
+    Raises:
+      FileNotFoundError: no such work directory, or no checkpoint in it.
+      ValueError: a checkpoint of another format version, a population without `member`, or
+        a config that does not match the checkpoint's parameters.
+    """
+    workdir = os.fspath(workdir)
+    _check_workdir(workdir)
+    with Checkpointer(workdir) as checkpointer:
+        step = checkpointer.latest_step() if step is None else int(step)
+        if step is None or not os.path.isdir(os.path.join(checkpointer.directory, str(step))):
+            raise FileNotFoundError(
+                f"{checkpointer.directory} holds no checkpoint"
+                + ("" if step is None else f" of step {step}")
+                + ": train first (python -m experiments.mnist --workdir=...), or pass a saved step."
+            )
+        # Restored as saved, whatever its format, before anything interprets it (a restore
+        # first also registers the handler that reading the metadata quietly needs).
+        tree = _restore_local(checkpointer, step)
+        metadata = checkpointer.metadata(step)
+    _check_format(metadata, workdir, step)
+    description = _member_description(metadata, member, workdir)
+    _check_config_file(workdir, member, description["config"])
+    config = ml_collections.ConfigDict(description["config"])
+    data_shape = tuple(description["data_shape"])
+    if model is None:
+        model = _build_model(config, data_shape, description, workdir)
+    expected = jax.eval_shape(
+        lambda: networks.init(
+            model, jax.random.key(0), jnp.zeros((1, *data_shape), description["data_dtype"])
+        )
+    )
+    stacked = len(metadata["members"]) > 1 or _is_stacked(tree["params"], expected)
+    pick = (lambda t: jax.tree.map(lambda a: a[member or 0], t)) if stacked else (lambda t: t)
+    ema = tree.get("ema_params") is not None
+    params = pick(tree["ema_params"] if ema else tree["params"])
+    _check_params(params, expected, workdir)
+    return TrainedModel(
+        model=model,
+        params=params,
+        config=config,
+        preprocessing=data_lib.Preprocessing(**description["preprocessing"]),
+        data_shape=data_shape,
+        data_dtype=description["data_dtype"],
+        step=step,
+        ema=ema,
+        workdir=workdir,
+    )
+
+
+def _check_workdir(workdir: str) -> None:
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(
+            f"No work directory at {os.path.abspath(workdir)}. Pass the --workdir of a training "
+            "run (python -m experiments.mnist --config=... --workdir=DIR)."
+        )
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(
+            f"{os.path.abspath(workdir)} holds no checkpoints/ directory: it is not the work "
+            "directory of a training run, or the run saved no checkpoint yet. For a population "
+            "member, pass the population's work directory and member=i."
+        )
+
+
+def _check_format(metadata: dict[str, Any], workdir: str, step: int) -> None:
+    """Refuses a checkpoint of another format version, naming both versions."""
+    version = metadata.get("format_version")
+    if version == FORMAT_VERSION and "members" in metadata:
+        return
+    from vaejax import __version__
+
+    written = (
+        f"format version {version}"
+        if version is not None
+        else "format version 0 (written before vaejax recorded one)"
+    )
+    raise ValueError(
+        f"The checkpoint of step {step} in {workdir} has {written}; this vaejax "
+        f"({__version__}) reads format version {FORMAT_VERSION}. Load it with the vaejax that "
+        "wrote it, or retrain the run with this one."
+    )
+
+
+def _member_description(metadata: dict[str, Any], member: int | None, workdir: str) -> dict:
+    members = metadata["members"]
+    if member is None and len(members) > 1:
+        raise ValueError(
+            f"{workdir} holds a population of {len(members)} models; pass member=i for one of "
+            f"them (0..{len(members) - 1})."
+        )
+    if member is not None and not 0 <= member < len(members):
+        raise ValueError(
+            f"member must be in [0, {len(members)}) for the {len(members)} model(s) in "
+            f"{workdir}; got {member}."
+        )
+    return members[member or 0]
+
+
+def _check_config_file(workdir: str, member: int | None, saved: dict[str, Any]) -> None:
+    """Refuses a config.json that disagrees with the config saved with the checkpoint."""
+    directory = workdir if member is None else os.path.join(workdir, "members", str(member))
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        on_disk = experiment._flatten(json.load(f))
+    saved = experiment._flatten(saved)
+    changed = {
+        k: (saved.get(k), on_disk.get(k))
+        for k in sorted(saved.keys() | on_disk.keys())
+        if saved.get(k) != on_disk.get(k) and not k.startswith(experiment._RESUMABLE)
+    }
+    if changed:
+        raise ValueError(
+            f"{path} disagrees with the config saved with the checkpoint (setting: "
+            f"(checkpoint, config.json)): {changed}. config.json was edited after training, or "
+            "belongs to another run; restore it, or train a new run with the settings you want."
+        )
+
+
+def _build_model(config, data_shape, description, workdir) -> networks.VAE:
+    if description.get("custom_model"):
+        raise ValueError(
+            f"{workdir} was trained with a model of its own, not the one its config describes: "
+            f"{description['custom_model'][:200]}... Pass it: vaejax.load(workdir, model=...)."
+        )
+    cfg = config.model
+    likelihood = likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
+    return experiment.build_model(cfg, data_shape, likelihood)
+
+
+def _restore_local(checkpointer: Checkpointer, step: int) -> dict[str, Any]:
+    """The saved tree on this process's first device, whatever devices saved it.
+
+    Orbax restores an array onto the devices recorded with it unless given a target, so the
+    target is the saved tree's own shapes and dtypes, placed on a local device.
+    """
+    manager = ocp.CheckpointManager(
+        checkpointer.directory,
+        item_handlers=ocp.StandardCheckpointHandler(),
+        options=ocp.CheckpointManagerOptions(create=False),
+    )
+    saved = manager.item_metadata(step)
+    manager.close()
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        dict(saved),
+        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+    )
+    return checkpointer.restore(target, step)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    return {jax.tree_util.keystr(p): tuple(a.shape) for p, a in jax.tree.leaves_with_path(tree)}
+
+
+def _is_stacked(saved: Any, expected: Any) -> bool:
+    """Whether the saved params are a population's: each with one leading member axis more."""
+    saved, expected = _shapes(saved), _shapes(expected)
+    return saved.keys() == expected.keys() and all(
+        len(s) == len(expected[k]) + 1 and s[1:] == expected[k] for k, s in saved.items()
+    )
+
+
+def _check_params(params: Any, expected: Any, workdir: str) -> None:
+    """Refuses parameters that the model built from the config would not have."""
+    saved, built = _shapes(params), _shapes(expected)
+    diff = {
+        k: (saved.get(k), built.get(k))
+        for k in sorted(saved.keys() | built.keys())
+        if saved.get(k) != built.get(k)
+    }
+    if diff:
+        shown = dict(list(diff.items())[:8])
+        raise ValueError(
+            f"The checkpoint in {workdir} does not fit the model its recorded config builds "
+            f"(parameter: (checkpoint shape, model shape); None: absent): {shown}"
+            f"{' ...' if len(diff) > 8 else ''}. The checkpoint or its config was changed "
+            "after training, or the code that builds the model changed: load it with the "
+            "vaejax that trained it, or retrain."
+        )
