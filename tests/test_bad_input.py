@@ -124,3 +124,28 @@ def test_estimate_log_likelihood_under_x64():
             )(jnp.ones((2, D), jnp.float64))
             assert est.dtype == jnp.float64
             np.testing.assert_allclose(est, D * np.log(0.5))
+
+
+def test_get_with_an_unknown_argument_names_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"'gaussian' takes no argument 'sigma'; it takes \['scale'\]"
+    ):
+        L.get("gaussian", sigma=1)  # was a TypeError from the dataclass
+
+
+def test_categorical_accepts_numpy_integers():
+    lik = L.Categorical(num_classes=np.int64(10))  # was refused
+    assert lik.num_classes == 10 and type(lik.num_classes) is int
+
+
+def test_likelihoods_refuse_complex_data():
+    for lik in (L.Gaussian(), L.LearnedGaussian(), L.Bernoulli(), L.ContinuousBernoulli()):
+        with pytest.raises(ValueError, match="real data.*complex64"):
+            lik.check_data(np.ones((2, D), np.complex64))
+
+
+def test_log_prob_of_an_empty_batch_is_empty():
+    """Called directly with B = 0 (was a ZeroDivisionError in the flattening reshape)."""
+    assert L.Bernoulli().log_prob({"logits": jnp.zeros((0, D))}, jnp.zeros((0, D))).shape == (0,)
+    logits = {"logits": jnp.zeros((0, D, 256))}
+    assert L.Categorical().log_prob(logits, jnp.zeros((0, D))).shape == (0,)

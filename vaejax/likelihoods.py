@@ -63,7 +63,8 @@ def _softplus_jvp(primals, tangents):
 
 def _sum_event(values: jax.Array) -> jax.Array:
     """Sums over every axis but the first: `[B, ...] -> [B]`."""
-    return values.reshape(values.shape[0], -1).sum(axis=1)
+    # An explicit size, not -1: reshape cannot infer it for an empty batch.
+    return values.reshape(values.shape[0], math.prod(values.shape[1:])).sum(axis=1)
 
 
 def _flat(a: jax.Array, num_trailing: int = 0) -> jax.Array:
@@ -75,7 +76,7 @@ def _flat(a: jax.Array, num_trailing: int = 0) -> jax.Array:
     than on `[20, 100, 784]`.
     """
     trailing = a.shape[a.ndim - num_trailing :]
-    return a.reshape(a.shape[0], -1, *trailing)
+    return a.reshape(a.shape[0], math.prod(a.shape[1 : a.ndim - num_trailing]), *trailing)
 
 
 def _validate(lik: Likelihood, params: Params, x: jax.Array) -> None:
@@ -101,6 +102,11 @@ def _host(x: ArrayLike) -> np.ndarray:
 
 
 def _check_finite(name: str, x: np.ndarray) -> None:
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(
+            f"{name} likelihood needs real data (a float or integer dtype); got dtype {x.dtype}. "
+            "Pass the real part, or the real and imaginary parts as two channels."
+        )
     if not np.all(np.isfinite(x)):
         bad = np.size(x) - int(np.count_nonzero(np.isfinite(x)))
         raise ValueError(
@@ -374,6 +380,8 @@ class Categorical:
     param_names: ClassVar[tuple[str, ...]] = ("logits",)
 
     def __post_init__(self):
+        if isinstance(self.num_classes, np.integer):  # e.g. read from a NumPy array or a config
+            object.__setattr__(self, "num_classes", int(self.num_classes))
         if not (isinstance(self.num_classes, int) and self.num_classes >= 2):
             raise ValueError(
                 f"Categorical num_classes must be an int >= 2; got {self.num_classes!r}."
@@ -428,7 +436,15 @@ def get(name: str, **kwargs) -> Likelihood:
     """Builds a likelihood by name, e.g. `get("gaussian", scale=0.1)`."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown likelihood {name!r}; valid names: {sorted(_REGISTRY)}.")
-    return _REGISTRY[name](**kwargs)
+    cls = _REGISTRY[name]
+    valid = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"Likelihood {name!r} takes no argument {', '.join(map(repr, unknown))}; it takes "
+            f"{valid or 'none'}, e.g. get({name!r}{''.join(f', {v}=...' for v in valid[:1])})."
+        )
+    return cls(**kwargs)
 
 
 def names() -> tuple[str, ...]:
