@@ -174,7 +174,8 @@ class TrainedModel:
 
         With `key`, the data's noise (binarization or dequantization) is drawn as the train step
         draws it, from a part split off `key`, and the rest is returned for the model's own
-        sampling; without, the data stay at the noise's mean (intensities for binarized data).
+        sampling; without, no noise is drawn (binarized models see intensities in [0, 1],
+        dequantized ones the levels' lower edges k / 256).
 
         Returns:
           `(data, key)`: the model's data `[B, *data_shape]` and the key left for the model.
