@@ -1,10 +1,22 @@
-"""Approximate posteriors q(z | x) and the standard-normal prior."""
+"""Approximate posteriors q(z | x): what the objectives take as `posterior=`.
+
+A posterior is any object with these methods (the `Posterior` protocol; no registration):
+
+  sample_and_log_prob(key, params, num_samples)  reparameterized `z` `[S, B, D]` and
+                                                 log q(z | x) `[S, B]`;
+  log_prob(params, z)                            log q(z | x) `[S, B]` for given z;
+  kl_per_dim(params, prior)  (optional)          the closed-form KL to `prior` per latent
+                                                 dimension `[B, D]`, or None where it has none.
+
+`params` are the encoder's outputs for a batch (a dict of `[B, ...]` arrays).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +25,7 @@ from jax.typing import ArrayLike
 
 from vaejax import cpu_fastpaths
 from vaejax.likelihoods import softplus
+from vaejax.priors import Normal, StandardNormal, standard_normal_log_prob
 
 Params = Mapping[str, jax.Array]
 
@@ -22,10 +35,28 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _SCALE_NAMES = {"log_var": "log_var", "log_sigma": "log_sigma", "softplus": "raw_std"}
 
 
-def standard_normal_log_prob(z: ArrayLike) -> jax.Array:
-    """log N(z; 0, I) summed over the last axis: `[..., D] -> [...]`."""
-    z = jnp.asarray(z)
-    return -0.5 * (jnp.square(z) + _LOG_2PI).sum(-1)
+__all__ = ["DiagonalGaussian", "Posterior", "analytic_kl_per_dim", "standard_normal_log_prob"]
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """q(z | x) from the encoder's outputs: the methods the objectives call."""
+
+    def sample_and_log_prob(
+        self, key: jax.Array, params: Params, num_samples: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """Reparameterized `z` `[S, B, D]` and their log q(z | x) `[S, B]`."""
+        ...
+
+    def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
+        """log q(z | x): `[S, B, D] -> [S, B]`."""
+        ...
+
+
+def analytic_kl_per_dim(posterior: Any, params: Params, prior: Any) -> jax.Array | None:
+    """KL(q || prior) per latent dimension `[B, D]` in closed form; None where none is known."""
+    kl_per_dim = getattr(posterior, "kl_per_dim", None)
+    return None if kl_per_dim is None else kl_per_dim(params, prior)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +138,13 @@ class DiagonalGaussian:
         eps = jax.random.normal(key, (num_samples, *mean.shape), mean.dtype)
         return mean[None] + std[None] * eps
 
+    def sample_and_log_prob(
+        self, key: jax.Array, params: Params, num_samples: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """`z = mean + std * eps` `[S, B, D]` and log q(z | x) `[S, B]`."""
+        z = self.sample(key, params, num_samples)
+        return z, self.log_prob(params, z)
+
     def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
         """log q(z | x): `[B, D] -> [B]`, or `[S, B, D] -> [S, B]`."""
         z = jnp.asarray(z)
@@ -120,10 +158,19 @@ class DiagonalGaussian:
         """KL(q || N(0, I)) in closed form: 0.5 sum(mean^2 + var - 1 - log var), `[B]`."""
         return self.kl_per_dim(params).sum(-1)
 
-    def kl_per_dim(self, params: Params) -> jax.Array:
-        """The analytic KL per latent dimension, `[B, D]` (for diagnostics)."""
-        mean, log_var = params["mean"], 2.0 * self.log_stddev(params)
-        return 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+    def kl_per_dim(self, params: Params, prior: Any = None) -> jax.Array | None:
+        """The closed-form KL per latent dimension, `[B, D]`, to a `StandardNormal` (default)
+        or a diagonal `Normal` prior; None for any other prior (no closed form here)."""
+        mean, log_std = params["mean"], self.log_stddev(params)
+        if prior is None or isinstance(prior, StandardNormal):
+            log_var = 2.0 * log_std
+            return 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+        if isinstance(prior, Normal):
+            # log s_p - log s_q + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2
+            log_ratio = log_std - prior.log_scale[None]
+            diff = (mean - prior.mean[None]) * jnp.exp(-prior.log_scale[None])
+            return 0.5 * (jnp.exp(2.0 * log_ratio) + jnp.square(diff) - 1.0) - log_ratio
+        return None
 
 
 def check_key(key: jax.Array) -> None:
