@@ -216,3 +216,29 @@ def test_a_checkpoint_saved_on_four_devices_loads_on_one(run, raw_test, tmp_path
     assert moved.step == original.step + 1
     x = raw_test[0][:4]
     np.testing.assert_array_equal(moved.posterior_mean(x), original.posterior_mean(x))
+
+
+def test_a_population_member(tmp_path, raw_test):
+    """A population's work directory: one member at a time, each its own trained model."""
+    config = test_config.get_config()
+    config.update_from_flattened_dict({"data.name": "synthetic", "train.num_epochs": 1})
+    workdir = str(tmp_path / "pop")
+    state, _ = experiment.train_and_evaluate(config, workdir, members=[{"seed": 0}, {"seed": 1}])
+    with pytest.raises(ValueError, match="a population of 2 models; pass member=i"):
+        vaejax.load(workdir)
+    with pytest.raises(ValueError, match=r"member must be in \[0, 2\)"):
+        vaejax.load(workdir, member=2)
+    x = raw_test[0][:4]
+    for i in range(2):
+        model = vaejax.load(workdir, member=i)
+        assert model.config.seed == i
+        for got, want in zip(
+            jax.tree.leaves(model.params),
+            jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], state.eval_params)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(
+        vaejax.load(workdir, member=0).posterior_mean(x),
+        vaejax.load(workdir, member=1).posterior_mean(x),
+    )
