@@ -417,7 +417,7 @@ def _vaejax_rate(loop: VaejaxLoop, steps: int) -> float:
 
 # ----------------------------------------------------------------------------- CPU fast paths
 
-TRAINING_FASTPATHS = ("threefry", "global_norm", "per_step_dispatch")
+TRAINING_FASTPATHS = ("threefry", "per_step_dispatch")
 
 
 def fastpath_side(name: str, on: bool) -> contextlib.AbstractContextManager:

@@ -1,9 +1,10 @@
 """CPU-only speed paths: each computes what the plain JAX code computes, faster on XLA:CPU.
 
 Every path here applies only when the computation runs on CPU; on GPU and TPU the library takes
-the plain path (keys as they are, `jax.jit` without options, always `lax.scan`,
-`optax.tree.norm`). Each has a test in `tests/test_cpu_fastpaths.py` proving it gives the plain
-path's numbers, and `benchmarks/README.md` ("CPU fast paths") records what each buys.
+the plain path (keys as they are, `jax.jit` without options, always `lax.scan`). Each has a test
+in `tests/test_cpu_fastpaths.py` proving it gives the plain path's numbers, and
+`benchmarks/README.md` ("CPU fast paths") records what each buys; paths that bought under 5%
+there (the hand-written gradient norm) were removed.
 
   threefry            `threefry_key(key)`: the same key under a threefry whose hash is
                       straight-line code instead of XLA:CPU's 5-trip loop. Bit-for-bit the same
@@ -12,8 +13,6 @@ path's numbers, and `benchmarks/README.md` ("CPU fast paths") records what each 
                       dot per fusion, for forward-only evaluation.
   per_step_dispatch   `prefer_per_step_dispatch(jaxpr, platform)`: run a training chunk of a
                       step with convolutions as one jitted step per dispatch, not a `lax.scan`.
-  global_norm         `global_norm(tree)`: `optax.tree.norm`'s value, written so that XLA does
-                      not share the squared gradients with Adam's.
 
 `disabled(*names)` turns paths off inside a `with` block, for measuring them against the plain
 path in one process; jit caches see the switch, so code traced inside the block is retraced.
@@ -32,10 +31,9 @@ import jax.extend.core as jex_core
 import jax.extend.random as jex_random
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 
-NAMES = ("threefry", "evaluation_fusion", "per_step_dispatch", "global_norm")
+NAMES = ("threefry", "evaluation_fusion", "per_step_dispatch")
 
 # Part of every jit cache key: code traced with a path off is not reused with it on.
 _DISABLED = jax.make_user_context(default_value=frozenset())
@@ -201,15 +199,3 @@ def prefer_per_step_dispatch(jaxpr: jex_core.Jaxpr, platform: str) -> bool:
     next to a convolutional step. True only on CPU for a step with convolutions.
     """
     return applies("per_step_dispatch", platform) and has_convolutions(jaxpr)
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all of a pytree's leaves together: `optax.tree.norm(tree)`.
-
-    On CPU written with |g| * |g| rather than g * g: Adam squares the same gradients, and XLA
-    would share one g * g between the two, writing it to memory and reading it back twice. Kept
-    apart, each square fuses into its own consumer.
-    """
-    if not applies("global_norm"):
-        return optax.tree.norm(tree)
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(g) * jnp.abs(g)) for g in jax.tree.leaves(tree)))

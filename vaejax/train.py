@@ -246,7 +246,7 @@ def train_step(
     grads, metrics = grad_fn(
         state.params, batch, noise_key, state.step, model=model, objective=objective
     )
-    metrics["grad_norm"] = cpu_fastpaths.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return state.apply_gradients(grads=grads), metrics
 
 
