@@ -13,6 +13,8 @@ there (the hand-written gradient norm) were removed.
                       dot per fusion, for forward-only evaluation.
   per_step_dispatch   `prefer_per_step_dispatch(jaxpr, platform)`: run a training chunk of a
                       step with convolutions as one jitted step per dispatch, not a `lax.scan`.
+  conv_as_matmul      `vaejax.conv.Conv` / `ConvTranspose`: convolutions and transposed
+                      convolutions as slices, pads and one matmul each, not XLA:CPU's convolution.
 
 `disabled(*names)` turns paths off inside a `with` block, for measuring them against the plain
 path in one process; jit caches see the switch, so code traced inside the block is retraced.
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-NAMES = ("threefry", "evaluation_fusion", "per_step_dispatch")
+NAMES = ("threefry", "evaluation_fusion", "per_step_dispatch", "conv_as_matmul")
 
 # Part of every jit cache key: code traced with a path off is not reused with it on.
 _DISABLED = jax.make_user_context(default_value=frozenset())

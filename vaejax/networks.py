@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import conv
 from vaejax.likelihoods import Likelihood
 from vaejax.posteriors import DiagonalGaussian
 
@@ -109,7 +110,7 @@ class ConvEncoder(nn.Module):
         _check_image_shape(x.shape[1:])
         h = x.astype(jnp.float32) * self.input_scale
         for i, c in enumerate(self.channels):
-            h = act(nn.Conv(c, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
+            h = act(conv.Conv(c, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
         h = act(nn.Dense(self.hidden_size, name="hidden")(h.reshape(h.shape[0], -1)))
         return {n: nn.Dense(self.latent_dim, name=n)(h) for n in self.posterior.param_names}
 
@@ -130,8 +131,8 @@ class ConvDecoder(nn.Module):
         base = (height // 4, width // 4, self.channels[0])
         h = act(nn.Dense(self.hidden_size, name="hidden")(z))
         h = act(nn.Dense(math.prod(base), name="project")(h)).reshape(z.shape[0], *base)
-        h = act(nn.ConvTranspose(self.channels[0], (3, 3), strides=(2, 2), name="deconv_0")(h))
-        h = act(nn.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
+        h = act(conv.ConvTranspose(self.channels[0], (3, 3), strides=(2, 2), name="deconv_0")(h))
+        h = act(conv.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
         out = {}
         for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
             if shape == ():
@@ -139,7 +140,7 @@ class ConvDecoder(nn.Module):
                 continue
             # A plain 1x1 conv head per param: the per-pixel equivalent of a Dense head.
             extra = math.prod(shape[2:])
-            out[name] = nn.Conv(extra, (1, 1), name=name)(h).reshape(z.shape[0], *shape)
+            out[name] = conv.Conv(extra, (1, 1), name=name)(h).reshape(z.shape[0], *shape)
         return out
 
 
