@@ -53,9 +53,21 @@ def _reconstruct(params, x, *, model: networks.VAE) -> jax.Array:
     return model.likelihood.mean(decode(encode(x)["mean"]))
 
 
+def _prior_kwargs(model: networks.VAE, params: Any) -> dict[str, Any]:
+    """`{"prior": p(z)}` for a model with a prior of its own (`VAE.prior_distribution`, at
+    `params` for a learned one); `{}` for the objectives' default, the standard normal."""
+    if not hasattr(model, "prior_distribution"):
+        return {}
+    return {"prior": model.apply({"params": params}, method=type(model).prior_distribution)}
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num"))
 def _sample(params, key, *, model: networks.VAE, num: int) -> jax.Array:
-    z = jax.random.normal(key, (num, model.encoder.latent_dim))  # the prior N(0, I)
+    prior = _prior_kwargs(model, params).get("prior")
+    if prior is None:
+        z = jax.random.normal(key, (num, model.encoder.latent_dim))  # N(0, I)
+    else:
+        z = prior.sample(key, (num,))
     return model.likelihood.mean(networks.bind(model, params)[1](z))
 
 
@@ -80,6 +92,7 @@ def _elbo(params, key, x, *, model: networks.VAE, num_samples: int) -> ElboTerms
         likelihood=model.likelihood,
         posterior=model.posterior,
         num_samples=num_samples,
+        **_prior_kwargs(model, params),
     )
 
 
