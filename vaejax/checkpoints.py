@@ -1,24 +1,103 @@
-"""Orbax checkpoints of the train state in a work directory.
+"""Orbax checkpoints of the train state in a work directory, verified when restored.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a process
 killed mid-save leaves the previous checkpoint intact; at most the steps since the last
 checkpoint are lost.
+
+Each save records a SHA-256 of every array (with its dtype and shape) in the step's metadata;
+`restore` recomputes it on what it read. A step that fails (flipped bytes, a truncated data
+file, a deleted `_METADATA`) is reported by name, moved aside to `<workdir>/bad_checkpoints/`
+and the newest step that passes is restored instead. Steps saved before checksums were
+recorded are checked for finiteness and structure only.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+# The custom-metadata key of the checksum (kept out of what `metadata()` returns).
+_CHECKSUM = "_vaejax_checksum"
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of the work directory passes verification, or one could not be written."""
+
+
+class DiskFullError(OSError):
+    """A checkpoint or figure could not be written: the disk is full."""
+
+
+def _leaf_host(x: Any) -> np.ndarray:
+    """A leaf's values on this host (a replicated global array: this process's copy)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return np.asarray(x)
+
+
+def checksum(tree: Any) -> list[str]:
+    """Per-leaf SHA-256 of shape and values, sorted.
+
+    Independent of how the tree is nested, so a raw restore (nested dicts) and a typed one
+    (the train state) compare equal; values are hashed widened (float64, complex128, int64),
+    so a restore into a wider dtype (a step saved as int32, restored into a Python int's
+    int64) is the same checkpoint, while any changed value is not.
+    """
+    digests = []
+    for leaf in jax.tree.leaves(tree):
+        a = _leaf_host(leaf)
+        kind = np.complex128 if np.iscomplexobj(a) else np.float64
+        if not np.issubdtype(a.dtype, np.inexact):
+            kind = np.int64
+        a = np.ascontiguousarray(a, dtype=kind)
+        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+        digests.append(h.hexdigest())
+    return sorted(digests)
+
+
+def _nonfinite(tree: Any) -> list[str]:
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = _leaf_host(leaf)
+        if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+            bad.append(jax.tree_util.keystr(path))
+    return bad
+
+
+def _disk_full(e: BaseException) -> OSError | None:
+    """The `No space left on device` error inside `e`'s causes, contexts or group, if any."""
+    seen, todo = set(), [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno == errno.ENOSPC:
+            return x
+        if "No space left on device" in str(x) or "ENOSPC" in str(x):
+            return OSError(errno.ENOSPC, str(x))
+        todo += [x.__cause__, x.__context__, *getattr(x, "exceptions", ())]
+    return None
 
 
 class Checkpointer:
     """Saves and restores a pytree (the train state) under `<workdir>/checkpoints`."""
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 2):
-        directory = os.path.abspath(os.path.join(os.fspath(workdir), "checkpoints"))
+        self._workdir = os.path.abspath(os.fspath(workdir))
+        directory = os.path.join(self._workdir, "checkpoints")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             create=True,
@@ -26,6 +105,7 @@ class Checkpointer:
             enable_async_checkpointing=False,  # the step is small; keep saves simple and ordered
         )
         self._manager = ocp.CheckpointManager(directory, options=options)
+        self._current: int | None = None  # the step last restored or saved
 
     @property
     def directory(self) -> str:
@@ -34,27 +114,139 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state: Any, *, metadata: dict[str, Any] | None = None) -> None:
-        """Saves `state` at `step`, with `metadata` (JSON) written in the same atomic step."""
-        self._manager.save(
-            step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True
-        )
-        self._manager.wait_until_finished()
+        """Saves `state` at `step`, with `metadata` (JSON) written in the same atomic step.
+
+        Raises:
+          DiskFullError: the disk filled up; said first and once, with what to free.
+        """
+        metadata = dict(metadata or {}) | {_CHECKSUM: checksum(state)}
+        try:
+            self._manager.save(
+                step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True
+            )
+            self._manager.wait_until_finished()
+        except Exception as e:
+            full = _disk_full(e)
+            if full is None:
+                raise
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"No space left on device: the checkpoint of step {step} could not be written "
+                f"to {self.directory}. The previous checkpoint is intact. Free space (or move "
+                "the workdir to a larger disk) and rerun with the same --workdir to resume.",
+            ) from None
+        self._current = step
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
-        """The metadata saved with `step` (default: the latest); {} if none was."""
+        """The metadata saved with `step` (default: the step last restored or saved, else the
+        latest); {} if none was."""
+        step = step if step is not None else self._current
         step = self.latest_step() if step is None else step
-        return dict(self._manager.metadata(step).custom_metadata or {})
+        meta = dict(self._manager.metadata(step).custom_metadata or {})
+        meta.pop(_CHECKSUM, None)
+        return meta
+
+    def verify(self, step: int, restored: Any) -> None:
+        """Raises `CheckpointError` unless `restored` is what `step` saved (checksum), or, for
+        steps saved without one, unless every float in it is finite."""
+        meta = self._manager.metadata(step).custom_metadata or {}
+        if _CHECKSUM in meta:
+            if checksum(restored) != sorted(meta[_CHECKSUM]):
+                raise CheckpointError(
+                    f"checkpoint step {step} does not match the checksum recorded when it was "
+                    "saved (its files were changed or damaged on disk)"
+                )
+            return
+        bad = _nonfinite(restored)
+        if bad:
+            raise CheckpointError(f"checkpoint step {step} holds non-finite values in {bad[:3]}")
+
+    def _restore_step(self, step: int, target: Any) -> Any:
+        if target is None:
+            abstract = jax.tree.map(self._single_device, self._manager.item_metadata(step))
+        else:
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        self.verify(step, restored)
+        return restored
+
+    @staticmethod
+    def _single_device(meta: Any) -> Any:
+        # As saved, but on this process's first device: a run saved on 3 devices loads on 1.
+        if hasattr(meta, "shape") and hasattr(meta, "dtype"):
+            sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            return jax.ShapeDtypeStruct(meta.shape, meta.dtype, sharding=sharding)
+        return meta
 
     def restore(self, target: Any = None, step: int | None = None) -> Any:
-        """Restores `step` (default: the latest) into the structure, shapes and shardings of
-        `target`; with no target, as saved: nested dicts of arrays (e.g. `["params"]` of a
-        finished run, for analysis)."""
-        step = self.latest_step() if step is None else step
-        if target is None:
-            return self._manager.restore(step, args=ocp.args.StandardRestore())
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        """Restores and verifies `step` into the structure, shapes and shardings of `target`;
+        with no target, as saved: nested dicts of arrays on one device (e.g. `["params"]` of a
+        finished run, for analysis).
+
+        With no `step`, the newest step that passes verification: a bad newer step is named
+        in a warning and moved aside. A given `step` that fails raises `CheckpointError`.
+        """
+        if step is not None:
+            try:
+                restored = self._restore_step(step, target)
+            except Exception as e:
+                raise CheckpointError(self._bad_message(step, e)) from e
+            self._current = step
+            return restored
+        tried = []
+        for s in reversed(self.all_steps()):
+            try:
+                restored = self._restore_step(s, target)
+            except Exception as e:
+                if isinstance(e, FileNotFoundError | CheckpointError | ValueError | OSError):
+                    self._set_aside(s, e)
+                    tried.append(s)
+                    continue
+                raise
+            self._current = s
+            return restored
+        raise CheckpointError(
+            f"No checkpoint in {self.directory} passes verification"
+            + (f" (bad steps {tried} moved to {self._bad_dir()})" if tried else "")
+            + ". Start afresh with a new --workdir."
+        )
+
+    def latest_good_step(self) -> int | None:
+        """The newest step that passes verification (read back and checked), or None."""
+        for s in reversed(self.all_steps()):
+            try:
+                self._restore_step(s, None)
+            except Exception:  # any failure to read or verify: not good
+                continue
+            return s
+        return None
+
+    def _bad_dir(self) -> str:
+        return os.path.join(self._workdir, "bad_checkpoints")
+
+    def _bad_message(self, step: int, e: BaseException) -> str:
+        return (
+            f"Checkpoint step {step} in {self.directory} cannot be used: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        )
+
+    def _set_aside(self, step: int, e: BaseException) -> None:
+        """Moves a bad step out of Orbax's directory (kept for inspection) and says so."""
+        os.makedirs(self._bad_dir(), exist_ok=True)
+        dest = os.path.join(self._bad_dir(), f"{step}.{time.strftime('%Y%m%dT%H%M%S')}")
+        src = os.path.join(self.directory, str(step))
+        if jax.process_index() == 0 and os.path.exists(src):
+            shutil.move(src, dest)
+        self._manager.reload()
+        log.warning(
+            "%s. Moved it to %s; resuming from the newest good step before it.",
+            self._bad_message(step, e),
+            dest,
+        )
 
     def close(self) -> None:
         self._manager.close()

@@ -20,6 +20,7 @@ instead of on steps: it ends when the budget does, however fast the machine turn
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,8 +38,9 @@ import optax
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaejax import checks, evaluate, likelihoods, networks, plots, population, priors, train
 from vaejax import data as data_lib
-from vaejax import evaluate, likelihoods, networks, plots, population, train
+from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.posteriors import DiagonalGaussian
 from vaejax.writers import MetricWriter, read_metrics
@@ -289,13 +291,15 @@ def _make_members(
 
 
 def _check_data(members: list[Member], likelihood, data_noise: str | None) -> None:
-    """Checked once on the host, before any compilation: a mismatch fails here, clearly."""
+    """Every split of every member, checked once on the host, before any compilation."""
     for m in members:
         d = m.data
-        # Train data to be binarized per batch hold intensities, which a Bernoulli would reject.
-        for split in (d.valid, d.test) if data_noise == "binarize" else (d.train, d.valid, d.test):
-            if len(split):  # num_valid=0 trains on all train examples and validates on none
-                likelihood.check_data(split)
+        checks.check_splits(
+            {"train": d.train, "valid": d.valid, "test": d.test},
+            likelihood,
+            noise=data_noise,
+            batch_size=m.config.train.batch_size,
+        )
 
 
 def _optimizer(run_cfg, members: list[Member], *, total_steps, steps_per_epoch, fit_to_budget):
@@ -391,9 +395,8 @@ def setup(
     members: Sequence[Mapping[str, Any]] | None = None,
 ) -> Run:
     """Data, model, train state (restored when the workdir holds a checkpoint) and the chunk."""
+    checks.check_run(config, model=model, data=data, members=members)  # before any data are read
     os.makedirs(workdir, exist_ok=True)
-    if members is not None and not members:
-        raise ValueError("A population needs at least one member; got none.")
     budget, fit_to_budget = check_time_budget(config.train)
     run_members = _make_members(config, workdir, members, data)
     first = run_members[0].data
@@ -517,8 +520,8 @@ def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> Non
     if all(m.error is not None for m in run.members):
         raise NonFiniteLossError(
             f"{'; '.join(m.error for m in run.members)}; training stopped. The last good "
-            f"checkpoint (step {run.checkpointer.latest_step()}) is kept in "
-            f"{run.checkpointer.directory}. Lower the learning rate or check the data.",
+            f"checkpoint (step {run.checkpointer.latest_good_step()}), read back and verified, "
+            f"is kept in {run.checkpointer.directory}. Lower the learning rate or check the data.",
             step=min(m.error_step for m in run.members),
         )
 
@@ -721,11 +724,14 @@ def train_and_evaluate(
     if config.get("distributed"):
         jax.distributed.initialize()  # multi-host: coordinator and ranks from the environment
     log.info("JAX devices: %s", jax.devices())
-    run = setup(config, workdir, model=model, data=data, members=members)
-    for m in run.members:
-        _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
-    step, train_time = train_loop(run)
-    return run.state, finish(run, step, train_time, start_time)
+    # One run per workdir: a second is refused at once (on multi-host, process 0 holds it).
+    lock = workdir_lib.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        run = setup(config, workdir, model=model, data=data, members=members)
+        for m in run.members:
+            _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
+        step, train_time = train_loop(run)
+        return run.state, finish(run, step, train_time, start_time)
 
 
 def write_figures(
