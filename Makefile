@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/mnist
 CONFIG  ?= experiments/configs/mnist.py
+# Extra flags for preparing, e.g. PREPARE_FLAGS=--manual_dir=../shared/data/mnist (offline).
+PREPARE_FLAGS ?=
 
 .PHONY: install test mnist prepare lint format clean
 
@@ -24,7 +26,7 @@ prepare: $(STAMP)
 	@$(PY) -m experiments.prepare --config=$(CONFIG) || { \
 	  echo "Installing the 'prepare' extra (tensorflow-cpu) to download and convert the dataset..."; \
 	  if $(PY) -m pip install -q -e '.[prepare]'; then \
-	    $(PY) -m experiments.prepare --config=$(CONFIG) --download; \
+	    $(PY) -m experiments.prepare --config=$(CONFIG) --download $(PREPARE_FLAGS); \
 	  else $(PY) -m experiments.prepare --config=$(CONFIG); exit 1; fi; }
 
 mnist: prepare

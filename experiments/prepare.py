@@ -1,11 +1,14 @@
 """Checks that a config's dataset is prepared, and with --download prepares it.
 
     python -m experiments.prepare --config=experiments/configs/mnist.py [--download]
+        [--manual_dir=DIR]
 
 Exits 0 if `config.data.name` is prepared (array_record) in `config.data.data_dir` (None means
 $TFDS_DATA_DIR, else the tfds default). Otherwise exits 1 after saying how to point at a
 prepared data_dir, or with --download tries to download and convert it (needs internet and
 TensorFlow: `pip install -e '.[prepare]'`) and exits 2 if that fails. `make prepare` chains both.
+With --manual_dir it reads the dataset's original files from DIR instead of downloading them
+(e.g. --manual_dir=../shared/data/mnist, the four MNIST IDX files): no network needed.
 """
 
 import sys
@@ -19,6 +22,9 @@ from vaejax import data
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _DOWNLOAD = flags.DEFINE_bool(
     "download", False, "Download and prepare the dataset if it is not prepared."
+)
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "With --download: read the original files from here, not the network."
 )
 
 
@@ -41,7 +47,7 @@ def main(argv: Sequence[str]) -> int:
         )
         return 1
     try:
-        data.prepare(name, data_dir)
+        data.prepare(name, data_dir, manual_dir=_MANUAL_DIR.value)
     except Exception as e:  # Any failure (network, missing TensorFlow) gets the same advice.
         print(
             f"Could not download and prepare {name}: {type(e).__name__}: {e}\n"

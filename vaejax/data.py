@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import logging
 import math
 import os
 import pathlib
+import zipfile
 from typing import Any
 
 import jax
@@ -217,15 +219,27 @@ def is_prepared(name: str, data_dir: str | None) -> bool:
     return builder.is_prepared() and bool(builder.info.available_file_formats() & random_access)
 
 
-def prepare(name: str, data_dir: str | None) -> None:
-    """Downloads `name` and converts it to array_record under `data_dir` (needs internet, TF)."""
-    if importlib.util.find_spec("tensorflow") is None:
+def prepare(name: str, data_dir: str | None, *, manual_dir: str | None = None) -> None:
+    """Downloads `name` and converts it to array_record under `data_dir` (needs TF).
+
+    `manual_dir`: a directory holding the dataset's original files (for MNIST the four IDX
+    `.gz` files), read instead of downloading them: preparation then needs no network.
+    """
+    missing = [m for m in ("tensorflow", "importlib_resources") if not importlib.util.find_spec(m)]
+    if missing:
         raise ImportError(
-            f"Preparing {name} needs TensorFlow, which is not installed (reading does not). "
-            "Run `pip install -e '.[prepare]'` or `make prepare`, or point at a prepared "
-            "TFDS data_dir with TFDS_DATA_DIR=/path."
+            f"Preparing {name} needs {' and '.join(missing)}, which is not installed (reading "
+            "does not). Run `pip install -e '.[prepare]'` or `make prepare`, or point at a "
+            "prepared TFDS data_dir with TFDS_DATA_DIR=/path."
         )
-    _builder(name, data_dir, file_format="array_record").download_and_prepare()
+    config = None
+    if manual_dir is not None:
+        manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
+        if not os.path.isdir(manual_dir):
+            raise FileNotFoundError(f"manual_dir {manual_dir} is not a directory.")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    builder = _builder(name, data_dir, file_format="array_record")
+    builder.download_and_prepare(download_config=config)
 
 
 def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +258,9 @@ def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
         raise DatasetNotFoundError(not_prepared_message(name, data_dir))
     cache = _cache_file(name, split, data_dir)
     if cache is not None and cache.exists():
-        with np.load(cache) as f:
-            return f["images"], f["labels"]
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
     # download=False: a missing dataset is reported above, never fetched behind the user's back.
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     # One batched read of the records; decoding them (PNG, in Python) takes most of the time.
@@ -258,6 +273,27 @@ def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
         np.savez(tmp, images=images, labels=labels)
         os.replace(tmp, cache)  # atomic: concurrent readers see the old state or the whole file
     return images, labels
+
+
+def _read_cache(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached `(images, labels)`, or None (and the file removed) if it cannot be read.
+
+    A damaged cache (truncated by a full disk, or edited) is rebuilt from the dataset, with a
+    warning that names it; VAEJAX_CACHE_DIR=off turns the cache off.
+    """
+    try:
+        with np.load(path) as f:
+            return f["images"], f["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        logging.getLogger(__name__).warning(
+            "The decode cache %s cannot be read (%s: %s); rebuilding it from the dataset. "
+            "VAEJAX_CACHE_DIR=off turns the cache off.",
+            path,
+            type(e).__name__,
+            e,
+        )
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _cache_file(name: str, split: str, data_dir: str | None) -> pathlib.Path | None:
