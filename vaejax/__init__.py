@@ -1,10 +1,11 @@
 """vaejax: variational autoencoders in JAX/Flax.
 
-One ELBO (`vaejax.elbo`), pluggable decoder likelihoods (`vaejax.likelihoods`), a diagonal
-Gaussian posterior with an explicit scale parameterization, and Flax networks.
+One ELBO (`vaejax.elbo`), pluggable decoder likelihoods (`vaejax.likelihoods`), priors
+(`vaejax.priors`) and posteriors (`vaejax.posteriors`), Flax networks, and trained models back
+in Python (`vaejax.load`).
 """
 
-from vaejax import likelihoods, networks, objectives, posteriors
+from vaejax import likelihoods, networks, objectives, posteriors, priors
 from vaejax.likelihoods import (
     Bernoulli,
     Categorical,
@@ -15,7 +16,8 @@ from vaejax.likelihoods import (
 )
 from vaejax.networks import VAE, VAEOutput
 from vaejax.objectives import ElboTerms, elbo, estimate_log_likelihood, iwae_bound
-from vaejax.posteriors import DiagonalGaussian
+from vaejax.posteriors import DiagonalGaussian, Posterior
+from vaejax.priors import MixtureOfGaussians, Normal, Prior, StandardNormal
 from vaejax.trained import TrainedModel, load
 
 __version__ = "0.1.0"
@@ -30,6 +32,11 @@ __all__ = [
     "Gaussian",
     "LearnedGaussian",
     "Likelihood",
+    "MixtureOfGaussians",
+    "Normal",
+    "Posterior",
+    "Prior",
+    "StandardNormal",
     "TrainedModel",
     "VAEOutput",
     "__version__",
@@ -41,4 +48,5 @@ __all__ = [
     "networks",
     "objectives",
     "posteriors",
+    "priors",
 ]

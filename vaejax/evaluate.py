@@ -18,6 +18,7 @@ import numpy as np
 from vaejax import cpu_fastpaths, networks
 from vaejax import data as data_lib
 from vaejax.objectives import elbo, estimate_log_likelihood
+from vaejax.posteriors import analytic_kl_per_dim
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), Sec. 5.2: Var_x E_q[z_d] > 0.01
 
@@ -46,29 +47,34 @@ def _batched(
 
 @functools.partial(_jit, static_argnames=("model",))
 def _elbo_batch(params, key, x, *, model: networks.VAE) -> dict[str, jax.Array]:
-    encode, decode = networks.bind(model, params)
-    q = encode(x)
+    bound = networks.bind(model, params)
+    q = bound.encode(x)
     t = elbo(
         key,
         x,
         encode=lambda _: q,
-        decode=decode,
+        decode=bound.decode,
         likelihood=model.likelihood,
         posterior=model.posterior,
+        prior=bound.prior,
     )
-    return {
+    out = {
         "elbo": t.elbo,
         "log_likelihood": t.log_likelihood,
         "kl": t.kl,
         "posterior_mean": q["mean"],
-        "kl_per_dim": model.posterior.kl_per_dim(q),
     }
+    kl_per_dim = analytic_kl_per_dim(model.posterior, q, bound.prior)
+    if kl_per_dim is not None:  # a prior that does not factorize over dimensions has none
+        out["kl_per_dim"] = kl_per_dim
+    return out
 
 
 def elbo_terms(
     model: networks.VAE, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
 ) -> dict[str, np.ndarray]:
-    """Per-example ELBO, its two terms, posterior means and per-dimension KL over a dataset."""
+    """Per-example ELBO, its two terms, posterior means and (where the prior has a closed-form
+    KL) the per-dimension KL over a dataset."""
     return _batched(functools.partial(_elbo_batch, params, model=model), x, key, batch_size)
 
 
@@ -94,14 +100,15 @@ def log_px(
     The importance-sampled log p(x) with the encoder run once and the decoder on `chunk_size`
     samples of every example at a time; with `chunk_size = num_samples`, the IWAE-k bound.
     """
-    encode, decode = networks.bind(model, params)
+    bound = networks.bind(model, params)
     return estimate_log_likelihood(
         key,
         x,
-        encode=encode,
-        decode=decode,
+        encode=bound.encode,
+        decode=bound.decode,
         likelihood=model.likelihood,
         posterior=model.posterior,
+        prior=bound.prior,
         num_samples=num_samples,
         chunk_size=chunk_size,
     )
@@ -146,7 +153,8 @@ def evaluate_test(
     k_elbo, k_iwae, k_nll = jax.random.split(key, 3)
     terms = elbo_terms(model, params, x, k_elbo, batch_size=max(batch_size, 1000))
     out: dict[str, Any] = {k: float(terms[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
-    out["kl_per_dim"] = terms["kl_per_dim"].mean(0).round(5).tolist()
+    if "kl_per_dim" in terms:
+        out["kl_per_dim"] = terms["kl_per_dim"].mean(0).round(5).tolist()
     out["active_units"] = active_units(terms["posterior_mean"])
     for name, samples, chunk, k in (
         (f"iwae_{iwae_samples}", iwae_samples, iwae_samples, k_iwae),

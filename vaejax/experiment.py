@@ -67,7 +67,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> networks.VAE:
-    """The VAE named by `cfg.preset`, with the config's latent size, widths and posterior."""
+    """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
+    (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
+    pseudo-inputs)."""
     if cfg.preset not in networks.PRESETS:
         raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {sorted(networks.PRESETS)}.")
     kwargs: dict[str, Any] = dict(
@@ -79,7 +81,16 @@ def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> netwo
     )
     if cfg.preset == "mlp":
         kwargs |= dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation)
-    return networks.PRESETS[cfg.preset](**kwargs)
+    model = networks.PRESETS[cfg.preset](**kwargs)
+    prior_name = cfg.get("prior", "standard_normal")
+    prior = priors.make(
+        prior_name,
+        latent_dim=cfg.latent_dim,
+        data_shape=tuple(data_shape),
+        posterior=kwargs["posterior"],
+        num_components=cfg.get("prior_components", 1),
+    )
+    return model if prior_name == "standard_normal" else model.clone(prior=prior)
 
 
 def build_schedule(
@@ -746,7 +757,7 @@ def write_figures(
 
     Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
     """
-    encode, decode = networks.bind(model, params)
+    encode, decode = bound = networks.bind(model, params)
     mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))
     latent_dim = model.encoder.latent_dim
     shown = lambda x: preprocessing.to_pixels(np.asarray(x))
@@ -756,7 +767,7 @@ def write_figures(
         paths += [
             plots.save_samples(
                 os.path.join(workdir, "samples.png"),
-                shown(mean_image(jax.random.normal(key, (100, latent_dim)))),
+                shown(mean_image(bound.prior.sample(key, (100,)))),  # from the model's prior
                 value_range=(0, 1),
             ),
             plots.save_reconstructions(
@@ -777,19 +788,29 @@ def write_figures(
     records = [r for r in records if len(r) > 1]
     if records:
         paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
-    if latent_dim == 2 and images:
+    if latent_dim != 2:
+        return [os.path.basename(str(p)) for p in paths]
+    codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
+    if images:
         paths.append(
             plots.save_latent_manifold(
                 os.path.join(workdir, "latent_manifold.png"),
                 lambda z: shown(mean_image(jnp.asarray(z, jnp.float32))),
                 value_range=(0, 1),
+                axes=_manifold_axes(bound.prior, codes),
             )
         )
-    if latent_dim == 2:
-        codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
-        paths.append(
-            plots.save_latent_scatter(
-                os.path.join(workdir, "latent_codes.png"), codes, d.test_labels
-            )
-        )
+    paths.append(
+        plots.save_latent_scatter(os.path.join(workdir, "latent_codes.png"), codes, d.test_labels)
+    )
     return [os.path.basename(str(p)) for p in paths]
+
+
+def _manifold_axes(prior: Any, codes: np.ndarray, n: int = 20) -> np.ndarray:
+    """The 2-D manifold's grid `[n, 2]`: the prior's quantiles where it has them (equal prior
+    mass per tile), else evenly over the 1st-99th percentiles of the test codes."""
+    u = (np.arange(n) + 0.5) / n
+    if hasattr(prior, "quantile"):
+        return np.asarray(prior.quantile(np.stack([u, u], axis=-1)), np.float32)
+    low, high = np.percentile(codes, [1, 99], axis=0)
+    return (low + u[:, None] * (high - low)).astype(np.float32)

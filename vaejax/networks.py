@@ -20,6 +20,7 @@ import numpy as np
 from vaejax import conv
 from vaejax.likelihoods import Likelihood
 from vaejax.posteriors import DiagonalGaussian
+from vaejax.priors import StandardNormal
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": nn.tanh,
@@ -151,10 +152,17 @@ class VAEOutput(NamedTuple):
 
 
 class VAE(nn.Module):
-    """An encoder and a decoder; `encode`/`decode` are the functions the objectives take."""
+    """An encoder, a decoder and a prior; `bind` gives the functions and the prior the
+    objectives take.
+
+    `prior`: None (the standard normal), a fixed distribution (`vaejax.priors.Prior`), or a Flax
+    module returning one when called with the model's `encode` (`vaejax.priors.LearnedNormal`,
+    `LearnedMixture`, `VampPrior`): its parameters live beside the encoder's and decoder's.
+    """
 
     encoder: nn.Module
     decoder: nn.Module
+    prior: Any = None
 
     @property
     def posterior(self) -> DiagonalGaussian:
@@ -170,18 +178,40 @@ class VAE(nn.Module):
     def decode(self, z: jax.Array) -> dict[str, jax.Array]:
         return self.decoder(z)
 
+    def prior_distribution(self) -> Any:
+        """p(z) as a distribution (for a learned prior: at the current parameters)."""
+        if self.prior is None:
+            return StandardNormal(self.encoder.latent_dim)
+        if isinstance(self.prior, nn.Module):
+            return self.prior(self.encode)
+        return self.prior
+
     def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
         q = self.encode(x)
         z = self.posterior.sample(key, q)
+        self.prior_distribution()  # creates a learned prior's parameters at `init`
         return VAEOutput(q, z, self.decode(z))
 
 
-def bind(model: VAE, params: Any) -> tuple[Callable, Callable]:
-    """The pure `(encode, decode)` functions of `model` at `params`, for the objectives."""
+class Bound(tuple):
+    """What `bind` returns: unpacks as `(encode, decode)`; `.prior` is the bound prior."""
+
+    def __new__(cls, encode: Callable, decode: Callable, prior: Any) -> Bound:
+        self = super().__new__(cls, (encode, decode))
+        self.encode, self.decode, self.prior = encode, decode, prior
+        return self
+
+
+def bind(model: VAE, params: Any) -> Bound:
+    """The pure `encode` and `decode` functions of `model` at `params` and its prior.
+
+    `encode, decode = bind(model, params)` as ever; `bind(model, params).prior` is p(z) at
+    `params` (a distribution with `log_prob` and `sample`) for the objectives' `prior=`.
+    """
     variables = {"params": params}
     encode = lambda x: model.apply(variables, x, method=VAE.encode)
     decode = lambda z: model.apply(variables, z, method=VAE.decode)
-    return encode, decode
+    return Bound(encode, decode, model.apply(variables, method=VAE.prior_distribution))
 
 
 def init(model: VAE, key: jax.Array, x: jax.Array) -> Any:

@@ -120,6 +120,7 @@ def kl_term(
     Monte Carlo mean of log q(z | x) - log p(z); True insists on the closed form (a ValueError
     naming the pair if there is none); False always takes the Monte Carlo estimate.
     """
+    _check_prior_dim(prior, z)
     per_dim = None if analytic_kl is False else analytic_kl_per_dim(posterior, q, prior)
     if per_dim is not None:
         return per_dim.sum(-1)
@@ -130,6 +131,15 @@ def kl_term(
             "where one exists)."
         )
     return (log_q - prior.log_prob(z)).mean(0)
+
+
+def _check_prior_dim(prior: Prior, z: jax.Array) -> None:
+    prior_dim = getattr(prior, "latent_dim", None)
+    if prior_dim is not None and prior_dim != z.shape[-1]:
+        raise ValueError(
+            f"The prior {type(prior).__name__} has latent_dim={prior_dim} but the posterior's "
+            f"samples have {z.shape[-1]}; give the prior the encoder's latent size."
+        )
 
 
 def _check_estimator(gradient_estimator: str, allowed: tuple[str, ...]) -> None:
@@ -201,6 +211,7 @@ def elbo(
 def _log_weights(key, x, q, *, decode, likelihood, posterior, prior, num_samples, estimator):
     """Importance log-weights log p(x, z_s) - log q(z_s | x) `[S, B]`, and the samples."""
     z, log_q = _sample(key, q, posterior, num_samples, estimator)
+    _check_prior_dim(prior, z)
     log_px_z = _log_likelihoods(x, z, decode, likelihood)
     return log_px_z + prior.log_prob(z) - log_q, z
 

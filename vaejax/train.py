@@ -24,7 +24,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import cpu_fastpaths, networks
 from vaejax.data import add_data_noise
-from vaejax.objectives import elbo, iwae_bound
+from vaejax.objectives import GRADIENT_ESTIMATORS, elbo, iwae_bound
+from vaejax.posteriors import analytic_kl_per_dim
 
 OBJECTIVES = ("elbo", "iwae")
 SCHEDULES = ("constant", "cosine", "exponential", "burda")
@@ -59,8 +60,9 @@ class Objective:
     """What the train step maximizes.
 
     name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats per
-      latent dimension, Kingma et al. 2016; `analytic_kl` or a Monte Carlo KL) or "iwae" (the
-      bound with `num_samples` samples, which has no KL term to weight, warm up or floor).
+      latent dimension, Kingma et al. 2016; `analytic_kl` as in `objectives.kl_term`) or "iwae"
+      (the bound with `num_samples` samples, which has no KL term to weight, warm up or floor).
+    gradient_estimator: see `objectives.iwae_bound`; "stl" also for the ELBO, "dreg" for IWAE.
     Every field takes effect or is refused: settings that an objective cannot honour raise.
     """
 
@@ -69,7 +71,8 @@ class Objective:
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
-    analytic_kl: bool = True
+    analytic_kl: bool | None = None
+    gradient_estimator: str = "reparameterized"
 
     def __post_init__(self):
         if self.name not in OBJECTIVES:
@@ -81,11 +84,18 @@ class Objective:
                 f"beta, free_bits and warmup_steps must be >= 0; got beta={self.beta}, "
                 f"free_bits={self.free_bits}, warmup_steps={self.warmup_steps}."
             )
+        if self.gradient_estimator not in GRADIENT_ESTIMATORS or (
+            self.name == "elbo" and self.gradient_estimator == "dreg"
+        ):
+            raise ValueError(
+                f"Unknown gradient_estimator {self.gradient_estimator!r} for objective "
+                f"{self.name!r}; valid: {list(GRADIENT_ESTIMATORS)} ('dreg' with 'iwae' only)."
+            )
         kl_settings = {
             "beta": (self.beta, 1.0),
             "warmup_steps": (self.warmup_steps, 0),
             "free_bits": (self.free_bits, 0.0),
-            "analytic_kl": (self.analytic_kl, True),
+            "analytic_kl": (self.analytic_kl, None),
         }
         ignored = {k: v for k, (v, default) in kl_settings.items() if v != default}
         if self.name == "iwae" and ignored:
@@ -94,11 +104,11 @@ class Objective:
                 "objective.name='elbo' for these, or their defaults with 'iwae' "
                 f"({ {k: d for k, (_, d) in kl_settings.items()} })."
             )
-        if self.free_bits > 0 and not self.analytic_kl:
+        if self.free_bits > 0 and self.analytic_kl is False:
             raise ValueError(
                 f"free_bits={self.free_bits} floors each latent dimension's KL, which needs the "
-                "analytic per-dimension KL; got analytic_kl=False. Set analytic_kl=True or "
-                "free_bits=0."
+                "analytic per-dimension KL; got analytic_kl=False. Set analytic_kl=None (or "
+                "True) or free_bits=0."
             )
 
     def beta_at(self, step: jax.Array) -> jax.Array:
@@ -194,8 +204,15 @@ def loss_fn(
     objective: Objective,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The negative objective, averaged over the batch (its one reduction), and metrics."""
-    encode, decode = networks.bind(model, params)
-    common = dict(decode=decode, likelihood=model.likelihood, posterior=model.posterior)
+    bound = networks.bind(model, params)
+    encode, decode, prior = bound.encode, bound.decode, bound.prior
+    common = dict(
+        decode=decode,
+        likelihood=model.likelihood,
+        posterior=model.posterior,
+        prior=prior,
+        gradient_estimator=objective.gradient_estimator,
+    )
     if objective.name == "iwae":
         bound = iwae_bound(key, batch, encode=encode, num_samples=objective.num_samples, **common)
         loss = -bound.mean()
@@ -213,8 +230,14 @@ def loss_fn(
     kl_penalty = terms.kl.mean()
     if objective.free_bits > 0:
         # Free bits: no pressure on a latent dimension whose batch-mean KL is under the floor.
-        kl_dims = model.posterior.kl_per_dim(q).mean(0)
-        kl_penalty = jnp.maximum(kl_dims, objective.free_bits).sum()
+        kl_dims = analytic_kl_per_dim(model.posterior, q, prior)
+        if kl_dims is None:
+            raise ValueError(
+                f"free_bits={objective.free_bits} needs a per-dimension KL in closed form; "
+                f"{type(model.posterior).__name__} to {type(prior).__name__} has none. Use "
+                "free_bits=0 (or KL warm-up) with this prior."
+            )
+        kl_penalty = jnp.maximum(kl_dims.mean(0), objective.free_bits).sum()
     loss = -terms.log_likelihood.mean() + beta * kl_penalty
     metrics = {
         "loss": loss,

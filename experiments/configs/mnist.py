@@ -34,6 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.likelihood = "bernoulli"
     config.model.likelihood_kwargs = ml_collections.ConfigDict()
     config.model.posterior = "log_var"  # log_var | log_sigma | softplus
+    config.model.prior = "standard_normal"  # standard_normal | normal | mixture | vampprior
+    config.model.prior_components = 1  # mixture: components; vampprior: pseudo-inputs
     config.model.output_bias = True  # start the decoder's output at the data mean
     config.model.input_scale = 1.0
 
@@ -43,7 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.beta = 1.0
     config.objective.warmup_steps = 0
     config.objective.free_bits = 0.0
-    config.objective.analytic_kl = True
+    # None: the closed-form KL where the posterior and prior have one, else Monte Carlo.
+    config.objective.analytic_kl = ml_collections.config_dict.placeholder(bool)
+    config.objective.gradient_estimator = "reparameterized"  # | stl | dreg (iwae only)
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 3e-3  # peak; 1.1 nats better than 1e-3 after 100 epochs
