@@ -71,7 +71,17 @@ class Preprocessing:
     train step draws per batch (`noise`), the map back to [0, 1] for figures (`to_pixels`) and
     the log-width of a pixel's bin in the data's units, for bits/dim (`log_bin_width`).
 
-    name: one of `PREPROCESSINGS` (see `load`), or "none" for data made elsewhere.
+    name: one of `PREPROCESSINGS`, or "none" for data made elsewhere:
+      "dynamic_binarize": train holds intensities in [0, 1] for `binarize` to draw a fresh
+        sample per batch; valid and test are binarized once, with a key from the seed, so
+        evaluation is deterministic.
+      "static_binarize": every split binarized once with a key from the seed.
+      "dequantize": (pixel + u) / 256 with u ~ U(0, 1): train holds pixel / 256 for
+        `dequantize` to draw fresh noise per batch; valid and test are dequantized once, with
+        a key from the seed. For continuous densities on 8-bit data (see `dequantize`).
+      "unit_interval": intensities in [0, 1].
+      "standardize": (pixel - mean) / std, one scalar mean and std over the train split.
+      "integer": int32 pixel values 0..max_value.
     max_value: the top stored level (255, or 1 for binary datasets).
     mean, std: "standardize"'s, over the train split in pixel units (`fit` sets them).
     """
@@ -424,17 +434,7 @@ def load(
 
     Args:
       name: a TFDS dataset name from `DATASETS`.
-      preprocessing: one of `PREPROCESSINGS`:
-        "dynamic_binarize": train holds intensities in [0, 1] for `binarize` to draw a fresh
-          sample per batch; valid and test are binarized once, with a key from `seed`, so
-          evaluation is deterministic.
-        "static_binarize": every split binarized once with a key from `seed`.
-        "dequantize": (pixel + u) / 256 with u ~ U(0, 1): train holds pixel / 256 for
-          `dequantize` to draw fresh noise per batch; valid and test are dequantized once, with
-          a key from `seed`. For continuous densities on 8-bit data (see `dequantize`).
-        "unit_interval": intensities in [0, 1].
-        "standardize": (pixel - mean) / std, one scalar mean and std over the train split.
-        "integer": int32 pixel values 0..max_value.
+      preprocessing: one of `PREPROCESSINGS` (see `Preprocessing`).
       data_dir: a prepared TFDS data_dir; None reads `$TFDS_DATA_DIR`, else the tfds default.
       num_valid: examples held out from the end of train when there is no validation split.
       num_train: train on at most this many examples (the first ones); 0: all of them.
