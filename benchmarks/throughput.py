@@ -82,8 +82,8 @@ def models() -> dict[str, Model]:
             "tanh",
             default,
         ),
-        # On CPU a conv step runs one jitted step per dispatch (see `train.make_train_chunk`), so
-        # its chunk length only sets how often metrics are read; 5 keeps the timed runs short.
+        # A conv step takes 0.1-1 s on a 2-core CPU: chunks of 5 keep the timed runs short. (Its
+        # convolutions are matmuls on CPU, `vaejax.conv`, so the chunk is a `lax.scan` again.)
         Model("conv", "conv_vae, latent 32, batch 100", 100, "conv", 32, steps_per_dispatch=5),
     ]
     return {m.name: m for m in specs}
