@@ -6,17 +6,40 @@
 Rerunning with the same --workdir resumes from the latest checkpoint.
 """
 
+import itertools
 import logging as std_logging
+import runpy
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vaejax import checks
 from vaejax.experiment import train_and_evaluate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, figures and results.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parses the flags; a misspelled `--config.x` field is one line naming the nearest field."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError):  # ml_collections' 40-line error for an unknown field
+        paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+        paths += [b for a, b in itertools.pairwise(argv) if a == "--config"]
+        overrides = [a[2:].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+        if not paths:
+            raise
+        config = runpy.run_path(paths[0].split(":", 1)[0])["get_config"]()
+        try:
+            checks.check_overrides(config, [o.removeprefix("config.") for o in overrides])
+        except checks.ConfigError as e:
+            sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+            sys.exit(1)
+        raise
 
 
 def main(argv):
@@ -28,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

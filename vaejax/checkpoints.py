@@ -6,8 +6,8 @@ checkpoint are lost.
 
 Each save records a SHA-256 of every array (with its dtype and shape) in the step's metadata;
 `restore` recomputes it on what it read. A step that fails (flipped bytes, a truncated data
-file, a deleted `_METADATA`) is reported by name, moved aside to `<workdir>/bad_checkpoints/`
-and the newest step that passes is restored instead. Steps saved before checksums were
+file) is reported by name, moved aside to `<workdir>/bad_checkpoints/` and the newest step
+that passes is restored instead. Steps saved before checksums were
 recorded are checked for finiteness and structure only.
 """
 
@@ -37,6 +37,9 @@ class CheckpointError(ValueError):
 
 class DiskFullError(OSError):
     """A checkpoint or figure could not be written: the disk is full."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message first, without "[Errno 28]"
 
 
 def _leaf_host(x: Any) -> np.ndarray:
@@ -92,6 +95,10 @@ def _disk_full(e: BaseException) -> OSError | None:
     return None
 
 
+def _is_bad(e: BaseException) -> bool:
+    return isinstance(e, CheckpointError)
+
+
 class Checkpointer:
     """Saves and restores a pytree (the train state) under `<workdir>/checkpoints`."""
 
@@ -124,6 +131,8 @@ class Checkpointer:
           DiskFullError: the disk filled up; said first and once, with what to free.
         """
         metadata = dict(metadata or {}) | {_CHECKSUM: checksum(state)}
+        if step in self._manager.all_steps():  # a step restored past (e.g. a damaged one)
+            self._manager.delete(step)
         try:
             self._manager.save(
                 step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True
@@ -167,7 +176,18 @@ class Checkpointer:
 
     def _restore_step(self, step: int, target: Any) -> Any:
         if target is None:
-            abstract = jax.tree.map(self._single_device, self._manager.item_metadata(step))
+            manager = ocp.CheckpointManager(
+                self.directory,
+                item_handlers=ocp.StandardCheckpointHandler(),
+                options=ocp.CheckpointManagerOptions(create=False),
+            )
+            saved = manager.item_metadata(step)
+            manager.close()
+            abstract = jax.tree.map(
+                self._single_device,
+                dict(saved),
+                is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"),
+            )
         else:
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -187,32 +207,32 @@ class Checkpointer:
         with no target, as saved: nested dicts of arrays on one device (e.g. `["params"]` of a
         finished run, for analysis).
 
-        With no `step`, the newest step that passes verification: a bad newer step is named
-        in a warning and moved aside. A given `step` that fails raises `CheckpointError`.
+        With no `step`, the newest step that restores and passes verification: a bad newer
+        step is named in a warning (and moved aside if its files are damaged). A given `step`
+        that fails raises `CheckpointError`.
         """
         if step is not None:
             try:
                 restored = self._restore_step(step, target)
             except Exception as e:
-                raise CheckpointError(self._bad_message(step, e)) from e
+                raise CheckpointError(self._bad_message(step, e)) from None
             self._current = step
             return restored
-        tried = []
+        failures = []
         for s in reversed(self.all_steps()):
             try:
                 restored = self._restore_step(s, target)
-            except Exception as e:
-                if isinstance(e, FileNotFoundError | CheckpointError | ValueError | OSError):
-                    self._set_aside(s, e)
-                    tried.append(s)
-                    continue
-                raise
+            except Exception as e:  # a damaged file fails in TensorStore with a bare Exception
+                # A ValueError (another structure, shape or topology than `target`'s) says
+                # nothing of the files: the step is skipped, not moved.
+                self._set_aside(s, e, move=not isinstance(e, ValueError) or _is_bad(e))
+                failures.append(self._bad_message(s, e))
+                continue
             self._current = s
             return restored
         raise CheckpointError(
-            f"No checkpoint in {self.directory} passes verification"
-            + (f" (bad steps {tried} moved to {self._bad_dir()})" if tried else "")
-            + ". Start afresh with a new --workdir."
+            f"No checkpoint in {self.directory} can be restored: {'; '.join(failures)}. "
+            "Start afresh with a new --workdir, or restore into a target of the saved structure."
         )
 
     def latest_good_step(self) -> int | None:
@@ -234,18 +254,22 @@ class Checkpointer:
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         )
 
-    def _set_aside(self, step: int, e: BaseException) -> None:
-        """Moves a bad step out of Orbax's directory (kept for inspection) and says so."""
-        os.makedirs(self._bad_dir(), exist_ok=True)
-        dest = os.path.join(self._bad_dir(), f"{step}.{time.strftime('%Y%m%dT%H%M%S')}")
-        src = os.path.join(self.directory, str(step))
-        if jax.process_index() == 0 and os.path.exists(src):
-            shutil.move(src, dest)
-        self._manager.reload()
+    def _set_aside(self, step: int, e: BaseException, *, move: bool) -> None:
+        """Says why `step` is skipped; a damaged one is moved out of Orbax's directory (kept
+        for inspection), so that training can save that step number again."""
+        where = "left it in place"
+        if move:
+            os.makedirs(self._bad_dir(), exist_ok=True)
+            where = os.path.join(self._bad_dir(), f"{step}.{time.strftime('%Y%m%dT%H%M%S')}")
+            src = os.path.join(self.directory, str(step))
+            if jax.process_index() == 0 and os.path.exists(src):
+                shutil.move(src, where)
+            self._manager.reload()
+            where = f"moved it to {where}"
         log.warning(
-            "%s. Moved it to %s; resuming from the newest good step before it.",
+            "%s. Skipped it (%s); trying the newest step before it.",
             self._bad_message(step, e),
-            dest,
+            where,
         )
 
     def close(self) -> None:

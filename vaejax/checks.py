@@ -277,41 +277,9 @@ def check_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     known = fields(config)
     prefixes = {f.rsplit(".", i)[0] for f in known for i in range(f.count(".") + 1)}
     for field in overrides:
-        if field in prefixes or _under_empty_dict(config, field):
+        if field in prefixes:
             continue
         near = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]}?" if near else f"; the fields are {', '.join(known)}."
+        sections = sorted({f.split(".")[0] for f in known})
+        hint = f"; did you mean {near[0]}?" if near else f"; the sections are {sections}."
         raise ConfigError(f"unknown config field {field}{hint}")
-
-
-def _under_empty_dict(config: ml_collections.ConfigDict, field: str) -> bool:
-    """A field set inside an open dict (e.g. model.likelihood_kwargs.scale)."""
-    head, _, _ = field.rpartition(".")
-    node = _get(config, head) if head else config
-    return isinstance(node, ml_collections.ConfigDict) and not node.is_locked
-
-
-def check_run(
-    config: ml_collections.ConfigDict,
-    *,
-    model: Any = None,
-    data: data_lib.Data | None = None,
-    members: Sequence[Mapping[str, Any]] | None = None,
-) -> None:
-    """What `train_and_evaluate` checks before reading any data: the config and the pair of the
-    likelihood (the model's, else the config's) and the preprocessing (the data's, else the
-    config's)."""
-    check_config(
-        config, members=members, custom_model=model is not None, custom_data=data is not None
-    )
-    if model is not None:
-        likelihood = model.likelihood
-    else:
-        likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-    if data is not None and (data.preprocessing or "preprocessing" in data.info):
-        preprocessing = data.preprocessing or data_lib.Preprocessing(data.info["preprocessing"])
-        name, binary = preprocessing.name, preprocessing.max_value == 1
-    else:
-        name = config.data.preprocessing
-        binary = data is None and config.data.name in data_lib._BINARY_DATASETS
-    check_likelihood_fits(likelihood, name, binary=binary)
