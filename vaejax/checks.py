@@ -283,3 +283,29 @@ def check_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
         sections = sorted({f.split(".")[0] for f in known})
         hint = f"; did you mean {near[0]}?" if near else f"; the sections are {sections}."
         raise ConfigError(f"unknown config field {field}{hint}")
+
+
+def check_run(
+    config: ml_collections.ConfigDict,
+    *,
+    model: Any = None,
+    data: data_lib.Data | None = None,
+    members: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    """What `train_and_evaluate` checks before reading any data: the config, and the pair of
+    the likelihood (the model's, else the config's) and the preprocessing (the data's, else
+    the config's)."""
+    check_config(
+        config, members=members, custom_model=model is not None, custom_data=data is not None
+    )
+    if model is not None:
+        likelihood = model.likelihood
+    else:
+        likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
+    if data is not None and (data.preprocessing or "preprocessing" in data.info):
+        preprocessing = data.preprocessing or data_lib.Preprocessing(data.info["preprocessing"])
+        name, binary = preprocessing.name, preprocessing.max_value == 1
+    else:
+        name = config.data.preprocessing
+        binary = data is None and config.data.name in data_lib._BINARY_DATASETS
+    check_likelihood_fits(likelihood, name, binary=binary)
