@@ -186,6 +186,39 @@ def test_a_diverged_member_stops_counting_and_all_diverged_stops(fake_dir, tmp_p
     assert Checkpointer(tmp_path / "all").latest_step() == 5
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_population_equals_an_uninterrupted_one(fake_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    config = _end_to_end_config(fake_dir, **{"train.checkpoint_every_steps": 5})
+    members = MEMBERS[:2]
+    _, straight = experiment.train_and_evaluate(config, str(tmp_path / "straight"), members=members)
+    real = train.make_train_chunk
+
+    def dying(**kwargs):
+        fn, calls = real(**kwargs), []
+
+        def chunk(*args):
+            calls.append(1)
+            if len(calls) == 2:  # after the checkpoint at step 5
+                raise _Interrupt
+            return fn(*args)
+
+        return chunk
+
+    monkeypatch.setattr(train, "make_train_chunk", dying)
+    with pytest.raises(_Interrupt):
+        experiment.train_and_evaluate(config, str(tmp_path / "resumed"), members=members)
+    assert Checkpointer(tmp_path / "resumed").latest_step() == 5
+    monkeypatch.setattr(train, "make_train_chunk", real)
+    _, resumed = experiment.train_and_evaluate(config, str(tmp_path / "resumed"), members=members)
+    for got, want in zip(resumed["members"], straight["members"], strict=True):
+        for key in ("elbo", "kl", "nll_20"):
+            np.testing.assert_allclose(got["test"][key], want["test"][key], rtol=1e-5)
+
+
 def test_members_may_differ_only_in_population_fields():
     with pytest.raises(ValueError, match=r"may differ only in .*model.latent_dim"):
         population.member_configs(_config(), [{"model.latent_dim": 4}])

@@ -246,14 +246,27 @@ _DEVICES_SCRIPT = textwrap.dedent(
                                        data_noise="binarize")
         state, m = chunk(state, jnp.asarray(x), jnp.asarray(idx), jax.random.key(1))
         out.append(np.asarray(m["loss"]))
-    np.testing.assert_allclose(out[0], out[1], rtol=1e-4)
-    print("max rel diff", np.max(np.abs(out[0] - out[1]) / np.abs(out[0])))
+        # A population of two members, stacked, on the same mesh.
+        tx = optax.adam(3e-3)
+        states = [train.create_train_state(jax.random.key(s), model, x, tx) for s in (0, 1)]
+        states = jax.tree.map(lambda *a: jnp.stack(a), *states)
+        pchunk = train.make_train_chunk(model=model, objective=obj, mesh=mesh,
+                                        data_noise="binarize", stacked=True)
+        keys = jnp.stack([jax.random.key(1), jax.random.key(2)])
+        states, pm = pchunk(states, jnp.asarray(x), jnp.asarray(np.stack([idx, idx[::-1]])),
+                            keys, jnp.ones(2))
+        out.append(np.asarray(pm["loss"]))
+    np.testing.assert_allclose(out[0], out[2], rtol=1e-4)  # a lone run, 1 and 4 devices
+    np.testing.assert_allclose(out[1], out[3], rtol=1e-4)  # a population, 1 and 4 devices
+    np.testing.assert_allclose(out[1][0], out[0], rtol=1e-4)  # member 0 is the lone run
+    print("max rel diff", np.max(np.abs(out[0] - out[2]) / np.abs(out[0])))
     """
 )
 
 
 def test_one_device_equals_four():
-    """Same global batch, same loss trajectory on 1 and 4 (forced host) devices."""
+    """Same global batch, same loss trajectory on 1 and 4 (forced host) devices, for a lone
+    state and for a stacked population."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     res = subprocess.run(
         [sys.executable, "-c", _DEVICES_SCRIPT],
