@@ -3,7 +3,7 @@
 python -m experiments.mnist --config=experiments/configs/conv.py --workdir=runs/conv
 
 On CPU its convolutions run as matmuls (`vaejax.conv`, the `conv_as_matmul` CPU path), so it
-trains on a laptop-class CPU; its 30 epochs (15,000 steps) are still hours on 2 cores.
+trains on CPU; its 30 epochs (15,000 steps) are still hours on 2 cores.
 Reached on a 2-core CPU shared with other jobs (2026-12-01, commit 5e7a080), 14 minutes of
 training: `TFDS_DATA_DIR=... python -m experiments.mnist --config=experiments/configs/conv.py
 --workdir=runs/conv --config.train.time_budget_s=840 --config.train.fit_schedule_to_budget=True
