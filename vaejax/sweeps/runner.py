@@ -129,7 +129,7 @@ def _start_workers(sweep: Sweep, workdir: str, storage: str | None, workers: int
     procs = []
     for i, cores in enumerate(_core_groups(workers)):
         cmd = [sys.executable, "-c", "from vaejax.sweeps import runner; runner.worker_main()"]
-        proc = subprocess.Popen(  # its own session: Ctrl-C reaches it once, forwarded by us
+        proc = subprocess.Popen(  # its own process group: Ctrl-C reaches it once, forwarded by us
             cmd, env=_worker_env(i, cores), stdin=subprocess.PIPE, text=True, start_new_session=True
         )
         spec = {"sweep": sweep.source, "workdir": workdir, "storage": storage}
