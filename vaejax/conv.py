@@ -150,63 +150,51 @@ def conv_transpose2d_as_matmul(
     return y[:, :out_h, :out_w]
 
 
-class Conv(nn.Module):
+class _Conv2D(nn.Module):
+    """The parameters and bias shared by `Conv` and `ConvTranspose`; `_convolve` differs."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    padding: Padding = "SAME"
+    use_bias: bool = True
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    def _convolve(self, x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = self._convolve(x, kernel, _pairs(self.padding, type(self).__name__))
+        return y if bias is None else y + bias.reshape(1, 1, 1, -1)
+
+
+class Conv(_Conv2D):
     """`flax.linen.Conv` for `[B, H, W, C]` images (no dilation, no feature groups)."""
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] = (1, 1)
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    dtype: jnp.dtype | None = None
-    param_dtype: jnp.dtype = jnp.float32
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        padding = _pairs(self.padding, "Conv")
+    def _convolve(self, x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
         if cpu_fastpaths.applies("conv_as_matmul"):
-            y = conv2d_as_matmul(x, kernel, tuple(self.strides), padding)
-        else:
-            y = lax.conv_general_dilated(
-                x, kernel, tuple(self.strides), padding, dimension_numbers=_DIMENSION_NUMBERS
-            )
-        return y if bias is None else y + bias.reshape(1, 1, 1, -1)
+            return conv2d_as_matmul(x, kernel, tuple(self.strides), padding)
+        return lax.conv_general_dilated(
+            x, kernel, tuple(self.strides), padding, dimension_numbers=_DIMENSION_NUMBERS
+        )
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_Conv2D):
     """`flax.linen.ConvTranspose` (kernel not transposed) for `[B, H, W, C]` images."""
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] = (1, 1)
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    dtype: jnp.dtype | None = None
-    param_dtype: jnp.dtype = jnp.float32
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        padding = _pairs(self.padding, "ConvTranspose")
+    def _convolve(self, x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
         if cpu_fastpaths.applies("conv_as_matmul"):
-            y = conv_transpose2d_as_matmul(x, kernel, tuple(self.strides), padding)
-        else:
-            y = lax.conv_transpose(
-                x, kernel, tuple(self.strides), padding, dimension_numbers=_DIMENSION_NUMBERS
-            )
-        return y if bias is None else y + bias.reshape(1, 1, 1, -1)
+            return conv_transpose2d_as_matmul(x, kernel, tuple(self.strides), padding)
+        return lax.conv_transpose(
+            x, kernel, tuple(self.strides), padding, dimension_numbers=_DIMENSION_NUMBERS
+        )
