@@ -89,7 +89,7 @@ class TrialObjective:
             raise optuna.TrialPruned(f"surplus, not run: {reason}.")
         key = trials.key(trial)
         trial_dir = os.path.join(self.workdir, "trials", str(key))
-        lock = os.path.join(trial_dir, ".lock")
+        lock = os.path.join(trial_dir, ".trial.lock")  # not the run's own workdir lock
         # Blocks only if a previous attempt is somehow still alive (a heartbeat false alarm):
         # the retry then waits for it and reuses its results.
         with trials.flock(lock, blocking=True):
