@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.typing import ArrayLike
 
 from vaejax import cpu_fastpaths, evaluate, experiment, likelihoods, networks
@@ -356,7 +355,7 @@ def load(
             )
         # Restored as saved, whatever its format, before anything interprets it (a restore
         # first also registers the handler that reading the metadata quietly needs).
-        tree = _restore_local(checkpointer, step)
+        tree = checkpointer.restore(step=step)  # as saved, on this process's first device
         metadata = checkpointer.metadata(step)
     _check_format(metadata, workdir, step)
     description = _member_description(metadata, member, workdir)
@@ -467,28 +466,6 @@ def _build_model(config, data_shape, description, workdir) -> networks.VAE:
     cfg = config.model
     likelihood = likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
     return experiment.build_model(cfg, data_shape, likelihood)
-
-
-def _restore_local(checkpointer: Checkpointer, step: int) -> dict[str, Any]:
-    """The saved tree on this process's first device, whatever devices saved it.
-
-    Orbax restores an array onto the devices recorded with it unless given a target, so the
-    target is the saved tree's own shapes and dtypes, placed on a local device.
-    """
-    manager = ocp.CheckpointManager(
-        checkpointer.directory,
-        item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(create=False),
-    )
-    saved = manager.item_metadata(step)
-    manager.close()
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        dict(saved),
-        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
-    )
-    return checkpointer.restore(target, step)
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
