@@ -2,8 +2,8 @@
 
   python -m benchmarks.evaluate                      # 10,000 images x 5000 samples (minutes)
   python -m benchmarks.evaluate --quick              # seconds, for the tests
-  python -m benchmarks.evaluate --num_test 1000 --samples 5000 --chunk_size 20
-  python -m benchmarks.evaluate --fastpaths --num_test 500 --samples 1000   # CPU fast paths on/off
+  python -m benchmarks.evaluate --num_test=1000 --samples=5000 --chunk_size=20
+  python -m benchmarks.evaluate --fastpaths --num_test=500 --samples=1000  # CPU fast paths on/off
 
 The code under test is `vaejax.evaluate.evaluate_test` (ELBO terms, then log p(x) with
 `vaejax.objectives.estimate_log_likelihood`: the encoder once per image, the decoder on
@@ -23,11 +23,11 @@ With `--fastpaths`, it instead times `evaluate_test` with each evaluation fast p
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
 from benchmarks import common
 from benchmarks.throughput import (
@@ -162,27 +163,37 @@ def run_fastpaths(model, params, x, *, repeats: int, **eval_kwargs) -> list[dict
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
+    """`argv` (program name first) parsed into flags of this script's own `FlagValues`."""
     ev = mnist_config.get_config().eval
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 images x 100 samples")
-    parser.add_argument("--num_test", type=int, default=None, help="test images (10000)")
-    parser.add_argument("--samples", type=int, default=None, help="importance samples (5000)")
-    parser.add_argument("--chunk_size", type=int, default=20, help="samples per decoder pass")
-    parser.add_argument("--batch_size", type=int, default=ev.batch_size, help="images per batch")
-    parser.add_argument("--reference_num_test", type=int, default=None, help="(500)")
-    parser.add_argument("--reference_chunk_size", type=int, default=ev.nll_chunk_size)
-    parser.add_argument(
-        "--data", default="mnist" if os.environ.get("TFDS_DATA_DIR") else "synthetic"
-    )
-    parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument(
-        "--fastpaths", action="store_true", help="time each CPU fast path on against off instead"
-    )
-    parser.add_argument("--repeats", type=int, default=None, help="with --fastpaths (6; quick 1)")
-    args = parser.parse_args(argv)
+    fv = flags.FlagValues()
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, str: flags.DEFINE_string}
+    for name, kind, default, help_ in (
+        ("quick", bool, False, "200 images x 100 samples."),
+        ("num_test", int, None, "Test images (10000)."),
+        ("samples", int, None, "Importance samples (5000)."),
+        ("chunk_size", int, 20, "Samples per decoder pass."),
+        ("batch_size", int, ev.batch_size, "Images per batch."),
+        ("reference_num_test", int, None, "Test images for the reference (500)."),
+        ("reference_chunk_size", int, ev.nll_chunk_size, "The reference's samples per pass."),
+        ("data", str, "mnist" if os.environ.get("TFDS_DATA_DIR") else "synthetic", "Or synthetic."),
+        ("json", str, None, "Also write the results here."),
+        ("fastpaths", bool, False, "Time each CPU fast path on against off instead."),
+        ("repeats", int, None, "With --fastpaths (6; quick 1)."),
+    ):
+        define[kind](name, default, help_, flag_values=fv)
+    try:
+        fv(list(argv))
+    except flags.Error as e:
+        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    return fv
+
+
+def main(argv: Sequence[str]) -> dict:
+    """Runs the benchmark for the command line `argv` (program name first)."""
+    args = parse_flags(argv)
     num_test = args.num_test or (200 if args.quick else 10_000)
-    samples = args.samples or (100 if args.quick else ev.nll_samples)
+    samples = args.samples or (100 if args.quick else mnist_config.get_config().eval.nll_samples)
     chunk = min(args.chunk_size, samples)
     ref_num = args.reference_num_test or (100 if args.quick else 500)
     ref_chunk = min(args.reference_chunk_size, samples)
@@ -341,4 +352,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv)

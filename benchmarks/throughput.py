@@ -1,24 +1,31 @@
-"""Training throughput: vaejax's loop against a typical JAX example loop, with FLOP accounting.
+"""Training throughput: vaejax's loop against the upstream peers, with FLOP accounting.
 
-  python -m benchmarks.throughput            # all models, about 10 minutes on a 2-core CPU
+  python -m benchmarks.throughput            # all models and peers, about 15 minutes on 2 cores
   python -m benchmarks.throughput --quick    # seconds: tiny step counts, for the tests
-  python -m benchmarks.throughput --fastpaths --models mlp500,conv   # each CPU fast path on/off
+  python -m benchmarks.throughput --fastpaths --models=mlp500,conv   # each CPU fast path on/off
 
 For each model, in this one process and on the same synthetic binary data of MNIST's shape:
 
-  reference  the loop typical examples write (flax `examples/vae` style): its own Flax modules,
-             `optax.adam`, one jitted step per dispatch, a numpy batch gathered and copied from
-             the host every step, the key split on the host, the loss pulled every step;
+  flax       the upstream flax `examples/vae` (784-500-20, batch 128: model "mlp500" only), its
+             own `models.py` and `train_step`, jitted, driven as its loop drives it; read from
+             `--flax_vae_dir` or $VAEJAX_FLAX_VAE_DIR (`benchmarks/peers.py` says how to get it),
+             and skipped with a line when absent;
   vaejax     the library's loop as `vaejax/experiment.py` runs it: `train.make_train_chunk`
              (a `lax.scan` over `steps_per_dispatch` steps from the experiment config, batches
              gathered on device from the resident training set, state donated), one host read
              of the metrics per chunk;
+  reference  not a peer: a simple host-driven loop of this benchmark's own (its own Flax
+             modules, `optax.adam`, one jitted step per dispatch, a numpy batch gathered on the
+             host and the loss pulled every step), kept as a fixed yardstick for every model;
+             the flax example, which pulls nothing, runs about 1.5x faster than it;
   bound      only the step's matmuls (`benchmarks.common.matmul_replay`): this machine's
              float32 matmul speed on the model's own shapes, so `vaejax / bound` is the fraction
              of the hardware's FLOP bound the step reaches.
 
-The three are timed in turn, `--repeats` times in alternating order, and each ratio is the
-median of its per-repeat ratios, so load from other jobs on the machine moves both sides alike.
+They are timed in turn, `--repeats` times in alternating order, and each ratio is the median of
+its per-repeat ratios, so load from other jobs on the machine moves both sides alike. Then the
+PyTorch peers (the upstream `examples/vae`, and vaejax's conv VAE written in PyTorch) run
+against vaejax in alternating processes (`benchmarks.peers.compare`; `--peers=` skips them).
 
 With `--fastpaths`, it instead times vaejax's loop (with dynamic binarization, as the default
 config trains) with each training fast path of `vaejax.cpu_fastpaths` on and off, alternating,
@@ -27,11 +34,12 @@ for the models each path acts on: what each buys.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import math
+import pathlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,10 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec
 
-from benchmarks import common
+from benchmarks import common, peers
 from experiments.configs import burda2015 as burda_config
 from experiments.configs import mnist as mnist_config
 from vaejax import cpu_fastpaths, data, likelihoods, networks, train
@@ -69,6 +78,9 @@ def models() -> dict[str, Model]:
     burda = burda_config.get_config().train.steps_per_dispatch
     specs = [
         Model("mlp500", "784-500-20 ReLU MLP, batch 128", 128, "mlp", 20, (500,), "relu", default),
+        Model(  # the upstream PyTorch example's model (benchmarks.peers, pair "mlp")
+            "mlp400", "784-400-20 ReLU MLP, batch 128", 128, "mlp", 20, (400,), "relu", default
+        ),
         Model(
             "burda_b20", "784-200-200-50 tanh, batch 20", 20, "mlp", 50, (200, 200), "tanh", burda
         ),
@@ -337,11 +349,24 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def benchmark(m: Model, x: np.ndarray, *, repeats: int, seconds: float, quick: bool) -> dict:
-    """Times the reference, vaejax and the matmul bound for one model; medians of repeats."""
+def benchmark(
+    m: Model,
+    x: np.ndarray,
+    *,
+    repeats: int,
+    seconds: float,
+    quick: bool,
+    flax_dir: pathlib.Path | None = None,
+) -> dict:
+    """Times the reference, vaejax, the matmul bound and, for "mlp500" with `flax_dir`, the
+    upstream flax example, alternating in this process; medians of repeats."""
     spd = 4 if quick else m.steps_per_dispatch
     ref = ReferenceLoop(m, x)
     vjx = VaejaxLoop(m, x, steps_per_dispatch=spd)
+    flax = None
+    if flax_dir is not None and m.name == "mlp500":  # the flax example's own model and batch
+        flax = peers.FlaxExampleLoop(flax_dir, x, m.batch_size)
+        flax.run(2)
 
     # Compile everything first.
     ref.run(2)
@@ -359,15 +384,18 @@ def benchmark(m: Model, x: np.ndarray, *, repeats: int, seconds: float, quick: b
     steps = max(spd, int(seconds / t_chunk) // spd * spd)
     bound_calls = max(1, steps // 4)
 
-    rates: dict[str, list[float]] = {"reference": [], "vaejax": [], "bound": []}
-    memory: dict[str, float] = {"reference": 0.0, "vaejax": 0.0}
     runs = {
         "reference": lambda: steps / _timed(lambda: ref.run(steps)),
         "vaejax": lambda: _vaejax_rate(vjx, steps),
         "bound": lambda: 1.0 / bound(bound_calls),
     }
+    if flax is not None:
+        runs["flax"] = lambda: steps / _timed(lambda: flax.run(steps))
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    memory: dict[str, float] = {"reference": 0.0, "vaejax": 0.0}
     for r in range(repeats):
-        order = ("reference", "vaejax", "bound") if r % 2 == 0 else ("vaejax", "reference", "bound")
+        order = [n for n in runs if n != "bound"]
+        order = (order if r % 2 == 0 else order[::-1]) + ["bound"]
         for name in order:
             with common.peak_rss() as mem:
                 rates[name].append(runs[name]())
@@ -377,7 +405,7 @@ def benchmark(m: Model, x: np.ndarray, *, repeats: int, seconds: float, quick: b
     ratio = [v / r for v, r in zip(rates["vaejax"], rates["reference"], strict=True)]
     fraction = [v / b for v, b in zip(rates["vaejax"], rates["bound"], strict=True)]
     med = {k: common.median(v) for k, v in rates.items()}
-    return {
+    res = {
         "model": m.name,
         "description": m.description,
         "batch_size": m.batch_size,
@@ -407,6 +435,18 @@ def benchmark(m: Model, x: np.ndarray, *, repeats: int, seconds: float, quick: b
         "rates": rates,
         "final_loss": {"reference": ref.run(1), "vaejax": vjx.last_loss},
     }
+    if flax is not None:
+        over_flax = [v / f for v, f in zip(rates["vaejax"], rates["flax"], strict=True)]
+        res.update(
+            flax_steps_per_s=med["flax"],
+            flax_examples_per_s=med["flax"] * m.batch_size,
+            speedup_over_flax=common.median(over_flax),
+            speedup_over_flax_range=common.spread(over_flax),
+            flax_fraction_of_bound=common.median(
+                [f / b for f, b in zip(rates["flax"], rates["bound"], strict=True)]
+            ),
+        )
+    return res
 
 
 def _vaejax_rate(loop: VaejaxLoop, steps: int) -> float:
@@ -502,6 +542,7 @@ HEADERS = (
     "ref ex/s",
     "vaejax ex/s",
     "speedup (range)",
+    "vaejax / flax example (range)",
     "matmul GFLOP/step",
     "XLA GFLOP/step",
     "bound steps/s",
@@ -521,6 +562,11 @@ def row(res: dict) -> list:
         res["reference_examples_per_s"],
         res["vaejax_examples_per_s"],
         f"{res['speedup']:.2f}x ({res['speedup_range']})",
+        (
+            f"{res['speedup_over_flax']:.2f}x ({res['speedup_over_flax_range']})"
+            if "speedup_over_flax" in res
+            else "-"
+        ),
         res["matmul_flops_per_step"] / 1e9,
         (res["xla_flops_per_step"] or math.nan) / 1e9,
         res["bound_steps_per_s"],
@@ -531,73 +577,122 @@ def row(res: dict) -> list:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny step counts (seconds)")
-    parser.add_argument(
-        "--models",
-        default=None,
-        help=f"comma-separated, of {list(models())} (default: all; with --quick the first two)",
+def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
+    """`argv` (program name first) parsed into flags of this script's own `FlagValues` (the
+    tests run the benchmarks side by side in one process)."""
+    fv = flags.FlagValues()
+    flags.DEFINE_bool(
+        "quick", False, "Tiny step counts (seconds); no peer processes.", flag_values=fv
     )
-    parser.add_argument("--repeats", type=int, default=None, help="alternating repeats (10)")
-    parser.add_argument("--seconds", type=float, default=None, help="per timed run (1.0)")
-    parser.add_argument("--num_train", type=int, default=None, help="synthetic examples (50000)")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument(
-        "--fastpaths", action="store_true", help="time each CPU fast path on against off instead"
+    flags.DEFINE_list(
+        "models",
+        None,
+        f"Of {list(models())}; default all (with --quick the first two).",
+        flag_values=fv,
     )
-    args = parser.parse_args(argv)
-
-    specs = models()
-    default = list(specs)[:2] if args.quick else list(specs)
-    names = args.models.split(",") if args.models else default
-    unknown = sorted(set(names) - set(specs))
+    flags.DEFINE_integer("repeats", None, "Alternating repeats (10).", flag_values=fv)
+    flags.DEFINE_float("seconds", None, "Seconds per timed run (1.0).", flag_values=fv)
+    flags.DEFINE_integer("num_train", None, "Synthetic examples (50000).", flag_values=fv)
+    flags.DEFINE_string("json", None, "Also write the results here.", flag_values=fv)
+    flags.DEFINE_bool(
+        "fastpaths", False, "Time each CPU fast path on against off instead.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "flax_vae_dir", None, f"{peers.UPSTREAM[peers.FLAX_ENV]}; default ${peers.FLAX_ENV}.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "pytorch_vae_dir", None,
+        f"{peers.UPSTREAM[peers.PYTORCH_ENV]}; default ${peers.PYTORCH_ENV}.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_list(
+        "peers", list(peers.PAIRS), "PyTorch pairs run in alternating processes (none: '').",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "peer_rounds", 3, "Alternating rounds of each PyTorch pair.", flag_values=fv
+    )
+    flags.DEFINE_float("peer_seconds", 10.0, "Timed seconds per PyTorch-pair run.", flag_values=fv)
+    try:
+        fv(list(argv))
+    except flags.Error as e:
+        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    unknown = sorted(set(fv.models or []) - set(models()))
     if unknown:
-        parser.error(f"unknown models {unknown}; valid: {sorted(specs)}")
-    repeats = args.repeats or (1 if args.quick else 10)
-    seconds = args.seconds or (0.0 if args.quick else 1.0)
-    num_train = args.num_train or (512 if args.quick else 50_000)
+        raise app.UsageError(f"unknown models {unknown}; valid: {sorted(models())}")
+    return fv
+
+
+def main(argv: Sequence[str]) -> list[dict]:
+    """Runs the benchmark for the command line `argv` (program name first)."""
+    fv = parse_flags(argv)
+    specs = models()
+    names = fv.models or (list(specs)[:2] if fv.quick else list(specs))
+    repeats = fv.repeats or (1 if fv.quick else 10)
+    seconds = fv.seconds or (0.0 if fv.quick else 1.0)
+    num_train = fv.num_train or (512 if fv.quick else 50_000)
 
     print(common.describe_machine(), flush=True)
-    peak = common.square_matmul_gflops(256 if args.quick else 2048)
+    peak = common.square_matmul_gflops(256 if fv.quick else 2048)
     print(f"float32 square matmul peak: {peak:.0f} GFLOP/s", flush=True)
     x = common.synthetic_binary_images(num_train)
-    if args.fastpaths:
+    if fv.fastpaths:
         results = run_fastpaths(
-            [specs[n] for n in names], x, repeats=repeats, seconds=seconds, quick=args.quick
+            [specs[n] for n in names], x, repeats=repeats, seconds=seconds, quick=fv.quick
         )
-        _write_json(args.json, results)
+        _write_json(fv.json, results)
         return results
+    flax_dir = peers.peer_dir(fv.flax_vae_dir, peers.FLAX_ENV, "train.py")
+    if flax_dir is None and "mlp500" in names:
+        print(peers.missing_line("flax", peers.FLAX_ENV), flush=True)
     results = []
     for name in names:
         # A conv step takes about a second here: fewer repeats keep the run in minutes.
         n = min(repeats, 3) if specs[name].kind == "conv" else repeats
-        res = benchmark(specs[name], x, repeats=n, seconds=seconds, quick=args.quick)
-        results.append(res)
-        print(
-            f"{name}: reference {res['reference_steps_per_s']:.1f} steps/s "
-            f"({res['reference_examples_per_s']:.0f} ex/s), vaejax "
-            f"{res['vaejax_steps_per_s']:.1f} steps/s ({res['vaejax_examples_per_s']:.0f} ex/s), "
-            f"ratio {res['speedup']:.2f}x [{res['speedup_range']}]; "
-            f"{res['matmul_flops_per_step'] / 1e6:.1f} MFLOP/step in matmuls (jaxpr count), "
-            f"{(res['xla_flops_per_step'] or math.nan) / 1e6:.1f} (XLA cost_analysis); "
-            f"bound {res['bound_steps_per_s']:.1f} steps/s at "
-            f"{res['matmul_gflops_on_model_shapes']:.0f} GFLOP/s on the model's shapes; "
-            f"vaejax at {100 * res['fraction_of_bound']:.0f}% of it [{res['fraction_range']}], "
-            f"reference at {100 * res['reference_fraction_of_bound']:.0f}%; "
-            f"peak RSS {res['reference_peak_rss_mb']:.0f} / {res['vaejax_peak_rss_mb']:.0f} MB"
-            + (
-                f"; device peak {res['device_peak_mb']:.0f} MB"
-                if res["device_peak_mb"] is not None
-                else ""
-            ),
-            flush=True,
+        res = benchmark(
+            specs[name], x, repeats=n, seconds=seconds, quick=fv.quick, flax_dir=flax_dir
         )
+        results.append(res)
+        print(_line(res), flush=True)
     print()
     print(common.markdown_table(HEADERS, [row(r) for r in results]))
     print(f"\nprocess peak RSS {common.max_rss_mb():.0f} MB; {common.describe_machine()}")
-    _write_json(args.json, results)
+    if fv.peers and not fv.quick:
+        print("\nPyTorch peers, alternating processes (benchmarks/peers.py):", flush=True)
+        peers.compare(
+            fv.peers, rounds=fv.peer_rounds, seconds=fv.peer_seconds,
+            pytorch_vae_dir=fv.pytorch_vae_dir,
+        )  # fmt: skip
+    _write_json(fv.json, results)
     return results
+
+
+def _line(res: dict) -> str:
+    flax = (
+        f"flax example {res['flax_steps_per_s']:.1f} steps/s ({res['flax_examples_per_s']:.0f} "
+        f"ex/s), vaejax / flax {res['speedup_over_flax']:.2f}x [{res['speedup_over_flax_range']}], "
+        f"flax at {100 * res['flax_fraction_of_bound']:.0f}% of the bound; "
+        if "flax_steps_per_s" in res
+        else ""
+    )
+    return (
+        f"{res['model']}: reference {res['reference_steps_per_s']:.1f} steps/s "
+        f"({res['reference_examples_per_s']:.0f} ex/s), vaejax "
+        f"{res['vaejax_steps_per_s']:.1f} steps/s ({res['vaejax_examples_per_s']:.0f} ex/s), "
+        f"ratio {res['speedup']:.2f}x [{res['speedup_range']}]; {flax}"
+        f"{res['matmul_flops_per_step'] / 1e6:.1f} MFLOP/step in matmuls (jaxpr count), "
+        f"{(res['xla_flops_per_step'] or math.nan) / 1e6:.1f} (XLA cost_analysis); "
+        f"bound {res['bound_steps_per_s']:.1f} steps/s at "
+        f"{res['matmul_gflops_on_model_shapes']:.0f} GFLOP/s on the model's shapes; "
+        f"vaejax at {100 * res['fraction_of_bound']:.0f}% of it [{res['fraction_range']}], "
+        f"reference at {100 * res['reference_fraction_of_bound']:.0f}%; "
+        f"peak RSS {res['reference_peak_rss_mb']:.0f} / {res['vaejax_peak_rss_mb']:.0f} MB"
+        + (
+            f"; device peak {res['device_peak_mb']:.0f} MB"
+            if res["device_peak_mb"] is not None
+            else ""
+        )
+    )
 
 
 def _write_json(path: str | None, results: list[dict]) -> None:
@@ -607,4 +702,4 @@ def _write_json(path: str | None, results: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv)

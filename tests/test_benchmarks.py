@@ -14,7 +14,7 @@ from vaejax.writers import read_metrics
 
 
 def test_throughput_quick_prints_rates_ratio_flops_bound_and_memory(capsys):
-    (res,) = throughput.main(["--quick", "--models", "burda_b20"])
+    (res,) = throughput.main(["throughput", "--quick", "--models=burda_b20"])
     out = capsys.readouterr().out
     assert "float32 square matmul peak" in out
     line = next(line for line in out.splitlines() if line.startswith("burda_b20:"))
@@ -36,7 +36,7 @@ def test_throughput_quick_prints_rates_ratio_flops_bound_and_memory(capsys):
 
 
 def test_evaluate_quick_prints_time_rate_bound_and_memory(capsys):
-    res = evaluate_benchmark.main(["--quick", "--data", "synthetic"])
+    res = evaluate_benchmark.main(["evaluate", "--quick", "--data=synthetic"])
     out = capsys.readouterr().out
     assert re.search(r"vaejax: [\d.]+ s, [\d.]+ images/s, \d+ GFLOP/s; bound [\d.]+ s", out)
     assert re.search(r"straightforward .* [\d.]+ images/s", out)
@@ -47,7 +47,7 @@ def test_evaluate_quick_prints_time_rate_bound_and_memory(capsys):
 
 
 def test_throughput_fastpaths_quick_times_each_path_on_and_off(capsys):
-    results = throughput.main(["--quick", "--fastpaths", "--models", "burda_b20"])
+    results = throughput.main(["throughput", "--quick", "--fastpaths", "--models=burda_b20"])
     out = capsys.readouterr().out
     assert [r["fastpath"] for r in results] == ["threefry"]  # no convolutions
     assert re.search(r"threefry on burda_b20: on [\d.]+ steps/s, off [\d.]+, on/off [\d.]+x", out)
@@ -56,7 +56,7 @@ def test_throughput_fastpaths_quick_times_each_path_on_and_off(capsys):
 
 
 def test_evaluate_fastpaths_quick_times_each_path_on_and_off(capsys):
-    res = evaluate_benchmark.main(["--quick", "--fastpaths", "--data", "synthetic"])
+    res = evaluate_benchmark.main(["evaluate", "--quick", "--fastpaths", "--data=synthetic"])
     out = capsys.readouterr().out
     assert [r["fastpath"] for r in res["fastpaths"]] == ["evaluation_fusion", "threefry"]
     assert re.search(r"evaluation_fusion: on [\d.]+ images/s, off [\d.]+, on/off [\d.]+x", out)
