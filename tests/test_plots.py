@@ -69,6 +69,21 @@ def test_save_samples(tmp_path):
     assert_png(path)
 
 
+def test_a_figure_that_fails_to_render_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    path = plots.save_samples(tmp_path / "s.png", np.eye(8)[None].repeat(4, 0), ncols=2)
+    before = path.read_bytes()
+
+    def full_disk(self, fname, **kwargs):
+        pathlib.Path(fname).write_bytes(PNG_MAGIC + b"partial")  # half written, then:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots.Figure, "savefig", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        plots.save_samples(path, np.zeros((4, 8, 8)), ncols=2)
+    assert path.read_bytes() == before  # the old figure, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]  # no temporary file left
+
+
 def test_save_reconstructions(tmp_path):
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 256, size=(7, 8, 8, 1))

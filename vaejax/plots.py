@@ -107,10 +107,17 @@ def _imshow(ax: Axes, grid: np.ndarray) -> None:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
-    """Renders the figure to a PNG at `path`, creating parent directories."""
+    """Renders the figure to a PNG at `path`, creating parent directories. Atomically: rendered
+    to a temporary file beside it, then renamed, so a crash or a full disk leaves the old
+    figure or none, never a partial PNG."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
