@@ -109,3 +109,19 @@ def test_population_quick_prints_speed_ups(capsys, population_flags):
     out = capsys.readouterr().out
     assert [r["P"] for r in rows] == [1, 2] and all(r["pop_steps_per_s"] > 0 for r in rows)
     assert re.search(r"\| 2 \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \| .* \| [\d.]+x \| [\d.]+x \|", out)
+
+
+def test_gradient_snr_quick_prints_each_estimators_snr(capsys):
+    from benchmarks import gradient_snr
+
+    rows = gradient_snr.main(["gradient_snr", "--quick"])
+    assert [(r["k"], r["estimator"]) for r in rows] == [
+        (1, "reparameterized"), (1, "stl"), (5, "reparameterized"), (5, "stl"), (5, "dreg"),
+    ]  # fmt: skip
+    by = {(r["k"], r["estimator"]): r for r in rows}
+    # The estimators change the encoder's gradient only: the decoder's draws are the same.
+    assert by[(5, "dreg")]["decoder_snr"] == pytest.approx(
+        by[(5, "reparameterized")]["decoder_snr"], rel=1e-4
+    )
+    assert by[(5, "dreg")]["encoder_snr"] > by[(5, "reparameterized")]["encoder_snr"]
+    assert "| 5 | dreg |" in capsys.readouterr().out

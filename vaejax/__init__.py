@@ -16,7 +16,7 @@ from vaejax.likelihoods import (
 )
 from vaejax.networks import VAE, VAEOutput
 from vaejax.objectives import ElboTerms, elbo, estimate_log_likelihood, iwae_bound
-from vaejax.posteriors import DiagonalGaussian, Posterior
+from vaejax.posteriors import DiagonalGaussian, InverseAutoregressiveFlow, Posterior
 from vaejax.priors import MixtureOfGaussians, Normal, Prior, StandardNormal
 from vaejax.trained import TrainedModel, load
 
@@ -30,6 +30,7 @@ __all__ = [
     "DiagonalGaussian",
     "ElboTerms",
     "Gaussian",
+    "InverseAutoregressiveFlow",
     "LearnedGaussian",
     "Likelihood",
     "MixtureOfGaussians",

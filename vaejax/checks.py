@@ -19,8 +19,7 @@ import ml_collections
 import numpy as np
 
 from vaejax import data as data_lib
-from vaejax import likelihoods, networks, population, train
-from vaejax.posteriors import DiagonalGaussian
+from vaejax import likelihoods, networks, population, posteriors, train
 
 
 class ConfigError(ValueError):
@@ -80,7 +79,7 @@ NAMES: dict[str, Sequence[str]] = {
     "data.preprocessing": data_lib.PREPROCESSINGS,
     "model.preset": tuple(networks.PRESETS),
     "model.likelihood": likelihoods.names(),
-    "model.posterior": ("log_var", "log_sigma", "softplus"),
+    "model.posterior": posteriors.POSTERIORS,
     "optim.schedule": train.SCHEDULES,
     "objective.name": train.OBJECTIVES,
 }
@@ -136,7 +135,9 @@ def check_config(
         kwargs = _get(config, "model.likelihood_kwargs")
         kwargs = {} if kwargs is _MISSING else dict(kwargs)
         _build(lambda: likelihoods.get(config.model.likelihood, **kwargs), "model.likelihood")
-        _build(lambda: DiagonalGaussian(config.model.posterior), "model.posterior")
+        kwargs = _get(config, "model.posterior_kwargs")
+        kwargs = {} if kwargs is _MISSING else dict(kwargs)
+        _build(lambda: posteriors.make(config.model.posterior, **kwargs), "model.posterior")
     for cfg in configs:
         _build(lambda: train.Objective(**cfg.objective), "objective")  # noqa: B023
 

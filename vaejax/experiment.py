@@ -38,11 +38,20 @@ import optax
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vaejax import checks, evaluate, likelihoods, networks, plots, population, priors, train
+from vaejax import (
+    checks,
+    evaluate,
+    likelihoods,
+    networks,
+    plots,
+    population,
+    posteriors,
+    priors,
+    train,
+)
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
-from vaejax.posteriors import DiagonalGaussian
 from vaejax.writers import MetricWriter, read_metrics
 
 log = logging.getLogger(__name__)
@@ -76,7 +85,7 @@ def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> netwo
         data_shape=tuple(data_shape),
         likelihood=likelihood,
         latent_dim=cfg.latent_dim,
-        posterior=DiagonalGaussian(cfg.posterior),
+        posterior=posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {})),
         input_scale=cfg.get("input_scale", 1.0),
     )
     if cfg.preset == "mlp":
@@ -733,7 +742,7 @@ def train_and_evaluate(
     """
     start_time = time.time()
     if config.get("distributed"):
-        jax.distributed.initialize()  # multi-host: coordinator and ranks from the environment
+        initialize_distributed()
     log.info("JAX devices: %s", jax.devices())
     # One run per workdir: a second is refused at once (on multi-host, process 0 holds it).
     lock = workdir_lib.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
@@ -743,6 +752,28 @@ def train_and_evaluate(
             _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
         step, train_time = train_loop(run)
         return run.state, finish(run, step, train_time, start_time)
+
+
+def initialize_distributed() -> None:
+    """`jax.distributed.initialize` for one process of a multi-process run (once per process).
+
+    The coordinator and ranks come from the environment: `JAX_COORDINATOR_ADDRESS` (host:port of
+    process 0), `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, or, where those two are unset, from a
+    cluster manager JAX detects (SLURM, Open MPI, ...). On CPU the cross-process collectives
+    are gloo's unless `jax_cpu_collectives_implementation` says otherwise.
+    """
+    if jax.distributed.is_initialized():
+        return
+    if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    ranks = {}
+    for name, env in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+        value = os.environ.get(env)
+        if value is not None:
+            if not value.isdigit():
+                raise ValueError(f"{env}={value!r} must be a non-negative integer.")
+            ranks[name] = int(value)
+    jax.distributed.initialize(**ranks)
 
 
 def write_figures(

@@ -19,7 +19,7 @@ import numpy as np
 
 from vaejax import conv
 from vaejax.likelihoods import Likelihood
-from vaejax.posteriors import DiagonalGaussian
+from vaejax.posteriors import DiagonalGaussian, Posterior
 from vaejax.priors import StandardNormal
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -39,12 +39,25 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return _ACTIVATIONS[name]
 
 
+def posterior_heads(posterior: Posterior, h: jax.Array, latent_dim: int) -> dict[str, Any]:
+    """The posterior's params from the encoder's last hidden layer `h`, inside the calling
+    encoder module: one plain `nn.Dense` head per param (`posterior.head_sizes(latent_dim)`
+    where the posterior has it, else `latent_dim` wide), and, for a posterior with weights of
+    its own (a flow's `weights(latent_dim, name)`), those weights under "flow"."""
+    sizes = getattr(posterior, "head_sizes", None)
+    sizes = sizes(latent_dim) if sizes else dict.fromkeys(posterior.param_names, latent_dim)
+    out: dict[str, Any] = {n: nn.Dense(size, name=n)(h) for n, size in sizes.items()}
+    if hasattr(posterior, "weights"):
+        out["flow"] = posterior.weights(latent_dim, name="flow")()
+    return out
+
+
 class MLPEncoder(nn.Module):
     """x `[B, ...]` -> posterior params, each `[B, latent_dim]`."""
 
     hidden_sizes: Sequence[int]
     latent_dim: int
-    posterior: DiagonalGaussian = DiagonalGaussian()
+    posterior: Posterior = DiagonalGaussian()
     activation: str = "tanh"
     input_scale: float = 1.0  # e.g. 1/255 when the data are integer levels
 
@@ -54,7 +67,7 @@ class MLPEncoder(nn.Module):
         h = x.reshape(x.shape[0], -1).astype(jnp.float32) * self.input_scale
         for i, size in enumerate(self.hidden_sizes):
             h = act(nn.Dense(size, name=f"hidden_{i}")(h))
-        return {n: nn.Dense(self.latent_dim, name=n)(h) for n in self.posterior.param_names}
+        return posterior_heads(self.posterior, h, self.latent_dim)
 
 
 class MLPDecoder(nn.Module):
@@ -101,7 +114,7 @@ class ConvEncoder(nn.Module):
     latent_dim: int
     channels: Sequence[int] = (32, 64)
     hidden_size: int = 256
-    posterior: DiagonalGaussian = DiagonalGaussian()
+    posterior: Posterior = DiagonalGaussian()
     activation: str = "relu"
     input_scale: float = 1.0
 
@@ -113,7 +126,7 @@ class ConvEncoder(nn.Module):
         for i, c in enumerate(self.channels):
             h = act(conv.Conv(c, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
         h = act(nn.Dense(self.hidden_size, name="hidden")(h.reshape(h.shape[0], -1)))
-        return {n: nn.Dense(self.latent_dim, name=n)(h) for n in self.posterior.param_names}
+        return posterior_heads(self.posterior, h, self.latent_dim)
 
 
 class ConvDecoder(nn.Module):
@@ -146,7 +159,7 @@ class ConvDecoder(nn.Module):
 
 
 class VAEOutput(NamedTuple):
-    posterior_params: dict[str, jax.Array]  # each [B, D]
+    posterior_params: dict[str, Any]  # each [B, ...]; a flow's weights under "flow"
     z: jax.Array  # [B, D], one reparameterized sample
     likelihood_params: dict[str, jax.Array]  # each [B, *data_shape(, K)]
 
@@ -165,7 +178,7 @@ class VAE(nn.Module):
     prior: Any = None
 
     @property
-    def posterior(self) -> DiagonalGaussian:
+    def posterior(self) -> Posterior:
         return self.encoder.posterior
 
     @property
@@ -244,7 +257,7 @@ def mlp_vae(
     latent_dim: int,
     hidden_sizes: Sequence[int],
     activation: str = "tanh",
-    posterior: DiagonalGaussian = DiagonalGaussian(),
+    posterior: Posterior = DiagonalGaussian(),
     input_scale: float = 1.0,
 ) -> VAE:
     """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's."""
@@ -260,7 +273,7 @@ def conv_vae(
     data_shape: Sequence[int],
     likelihood: Likelihood,
     latent_dim: int,
-    posterior: DiagonalGaussian = DiagonalGaussian(),
+    posterior: Posterior = DiagonalGaussian(),
     input_scale: float = 1.0,
 ) -> VAE:
     """A small conv VAE for 28x28 or 32x32 images (two stride-2 convs each way)."""

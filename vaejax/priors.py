@@ -196,6 +196,13 @@ class VampPrior(nn.Module):
     def __post_init__(self):
         if self.num_pseudo_inputs < 1:
             raise ValueError(f"num_pseudo_inputs must be >= 1; got {self.num_pseudo_inputs}.")
+        if not hasattr(self.posterior, "log_stddev"):
+            raise ValueError(
+                "The VampPrior is a mixture of the posterior's densities at its pseudo-inputs and "
+                "needs them as diagonal Gaussians; the posterior "
+                f"{type(self.posterior).__name__} is not one. Use a DiagonalGaussian posterior "
+                "with it, or another prior."
+            )
         super().__post_init__()
 
     @nn.compact

@@ -33,7 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.activation = "tanh"  # preset "mlp" only
     config.model.likelihood = "bernoulli"
     config.model.likelihood_kwargs = ml_collections.ConfigDict()
-    config.model.posterior = "log_var"  # log_var | log_sigma | softplus
+    config.model.posterior = "log_var"  # log_var | log_sigma | softplus | iaf
+    config.model.posterior_kwargs = ml_collections.ConfigDict()  # iaf: num_steps, hidden_size, ...
     config.model.prior = "standard_normal"  # standard_normal | normal | mixture | vampprior
     config.model.prior_components = 1  # mixture: components; vampprior: pseudo-inputs
     config.model.output_bias = True  # start the decoder's output at the data mean

@@ -1,0 +1,20 @@
+"""The default model with a VampPrior (Tomczak & Welling 2018): 500 learned pseudo-inputs.
+
+The prior is the uniform mixture of the encoder's posteriors at 500 pseudo-inputs learned with the
+model, otherwise the default config (784-200-200-50 tanh, Bernoulli, dynamically binarized MNIST):
+
+  TFDS_DATA_DIR=../shared/data/tfds python -m experiments.mnist \
+      --config=experiments/configs/vampprior.py --workdir=runs/vampprior
+
+The paper reports 85.57 nats for its one-layer VampPrior VAE (MLP, 40 latents, warm-up, long
+training). Quality for time on this CPU: benchmarks/README.md, "Open priors and posteriors".
+"""
+
+from experiments.configs import mnist
+
+
+def get_config():
+    config = mnist.get_config()
+    config.model.prior = "vampprior"
+    config.model.prior_components = 500  # pseudo-inputs, as the paper
+    return config
