@@ -65,7 +65,8 @@ def test_the_flax_example_is_driven_through_its_own_model_and_step(tmp_path):
             import tensorflow  # the upstream file imports it; never executed here
 
             def train_step(state, batch, z_rng, latents):
-                loss = lambda p: jnp.mean((models.model(latents).apply({"params": p}, batch, z_rng) - batch) ** 2)
+                apply = lambda p: models.model(latents).apply({"params": p}, batch, z_rng)
+                loss = lambda p: jnp.mean((apply(p) - batch) ** 2)
                 return state.apply_gradients(grads=jax.grad(loss)(state.params))
 
             def kl_divergence(mean, logvar):
