@@ -52,7 +52,7 @@ from vaejax import (
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
-from vaejax.writers import MetricWriter, read_metrics
+from vaejax.writers import MetricWriter, NullWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,9 @@ def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: boo
                 f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
                 f"or the checkpointed run's settings to resume it."
             )
-    with open(path, "w") as f:
-        json.dump(flat, f, indent=2)
+    if is_primary():
+        with open(path, "w") as f:
+            json.dump(flat, f, indent=2)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -589,7 +590,7 @@ def train_loop(run: Run) -> tuple[int, float]:
     cfg = run.config.train
     step = _step(run.state)
     for m in run.members:
-        m.writer = MetricWriter(m.workdir, purge_step=step + 1)
+        m.writer = MetricWriter(m.workdir, purge_step=step + 1) if is_primary() else NullWriter()
     last_checkpoint, perms, perm_epoch = step, None, -1
     bar = tqdm.tqdm(
         total=None if run.fit_to_budget else run.total_steps,
@@ -704,7 +705,15 @@ def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[st
     return results
 
 
+def is_primary() -> bool:
+    """Whether this process writes the run's files: process 0 of a multi-process run (every
+    process computes the same values; one writes them)."""
+    return jax.process_index() == 0
+
+
 def _write_json(path: str, obj: Any) -> None:
+    if not is_primary():
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, default=str)
@@ -745,7 +754,7 @@ def train_and_evaluate(
         initialize_distributed()
     log.info("JAX devices: %s", jax.devices())
     # One run per workdir: a second is refused at once (on multi-host, process 0 holds it).
-    lock = workdir_lib.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    lock = workdir_lib.hold(workdir) if is_primary() else contextlib.nullcontext()
     with lock:
         run = setup(config, workdir, model=model, data=data, members=members)
         for m in run.members:

@@ -12,6 +12,7 @@ import pathlib
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
+import jax
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
@@ -109,8 +110,11 @@ def _imshow(ax: Axes, grid: np.ndarray) -> None:
 def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     """Renders the figure to a PNG at `path`, creating parent directories. Atomically: rendered
     to a temporary file beside it, then renamed, so a crash or a full disk leaves the old
-    figure or none, never a partial PNG."""
+    figure or none, never a partial PNG. In a multi-process run only process 0 writes (every
+    process draws the same figure)."""
     path = pathlib.Path(path)
+    if jax.process_index() != 0:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

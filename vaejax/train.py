@@ -335,15 +335,16 @@ def make_train_chunk(
     per_step: list[bool] = []  # decided on the first call, from the step's operations
 
     def run(state, train_x, idx, *key_beta):
-        steps = np.moveaxis(np.asarray(idx), len(member_axes), 0)
+        # A device-side move: `idx` may span several processes' devices (multi-host).
+        steps = jnp.moveaxis(idx, len(member_axes), 0)
         if not per_step:
             step_jaxpr = jax.make_jaxpr(one_step)(state, train_x, steps[0], *key_beta).jaxpr
             per_step.append(cpu_fastpaths.prefer_per_step_dispatch(step_jaxpr, platform))
         if not per_step[0]:
             return scanned(state, train_x, idx, *key_beta)
         metrics = []
-        for idx_b in steps:
-            state, m = stepped(state, train_x, idx_b, *key_beta)
+        for i in range(steps.shape[0]):
+            state, m = stepped(state, train_x, steps[i], *key_beta)
             metrics.append(m)
         return state, jax.tree.map(lambda *ms: jnp.stack(ms, axis=-1), *metrics)
 

@@ -191,3 +191,20 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict[str, float]]:
         merged = by_step.setdefault(step, {"step": step})
         merged.update({k: math.nan if v is None else float(v) for k, v in record.items()})
     return [by_step[step] for step in sorted(by_step)]
+
+
+class NullWriter:
+    """`MetricWriter`'s methods, writing nothing: what the processes other than process 0 of a
+    multi-process run use, so that each record is written once."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        del step, scalars
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        del step, images
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
