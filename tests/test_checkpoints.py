@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
 from vaejax import checkpoints
 from vaejax.checkpoints import Checkpointer, CheckpointError, DiskFullError
@@ -106,8 +107,14 @@ def test_flipped_values_that_still_decode_fail_the_checksum(two_steps):
         assert c.latest_good_step() == 2
 
 
-def test_disk_full_is_said_first_and_once(tmp_path, monkeypatch):
+def test_disk_full_is_said_first_and_once(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+
     def full(*args, **kwargs):
+        # As Orbax's writer threads do: each logs its own traceback of the full disk.
+        for _ in range(3):
+            absl_logging.error("_SignalingThread.run() raised: No space left on device [28]")
+        absl_logging.info("an unrelated record still shows")
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError as e:
@@ -118,6 +125,10 @@ def test_disk_full_is_said_first_and_once(tmp_path, monkeypatch):
         with pytest.raises(DiskFullError, match=r"^No space left on device: the checkpoint") as e:
             c.save(1, _tree(0.0))
     assert e.value.errno == errno.ENOSPC and e.value.__cause__ is None
+    logged = caplog.text
+    assert "No space left" not in logged and "an unrelated record still shows" in logged
+    absl_logging.error("after the save: No space left on device")  # the filter is gone again
+    assert "after the save" in caplog.text
 
 
 def test_restore_without_target_of_a_run_saved_on_3_devices_on_1(tmp_path):

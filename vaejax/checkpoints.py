@@ -13,12 +13,14 @@ recorded are checked for finiteness and structure only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -95,6 +97,30 @@ def _disk_full(e: BaseException) -> OSError | None:
     return None
 
 
+class _DropDiskFull(logging.Filter):
+    """Drops the log records of Orbax's writer threads that repeat a full disk's error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage() + str(record.exc_info[1] if record.exc_info else "")
+        return "No space left on device" not in text and "Event loop is closed" not in text
+
+
+@contextlib.contextmanager
+def _quiet_disk_full_logs() -> Iterator[None]:
+    """While saving: a full disk is said once, by `DiskFullError`, not by each of Orbax's
+    threads in its own traceback (hundreds of lines burying the cause)."""
+    drop = _DropDiskFull()
+    # On the handlers: a logger's own filters miss the records its children propagate to it.
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("absl").handlers]
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
+
+
 def _is_bad(e: BaseException) -> bool:
     return isinstance(e, CheckpointError)
 
@@ -134,21 +160,35 @@ class Checkpointer:
         if step in self._manager.all_steps():  # a step restored past (e.g. a damaged one)
             self._manager.delete(step)
         try:
-            self._manager.save(
-                step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True
-            )
-            self._manager.wait_until_finished()
+            with _quiet_disk_full_logs():
+                try:
+                    self._manager.save(
+                        step,
+                        args=ocp.args.StandardSave(state),
+                        custom_metadata=metadata,
+                        force=True,
+                    )
+                    self._manager.wait_until_finished()
+                except Exception as e:
+                    if _disk_full(e) is not None:
+                        self._settle()
+                    raise
         except Exception as e:
-            full = _disk_full(e)
-            if full is None:
+            if _disk_full(e) is None:
                 raise
             raise DiskFullError(
                 errno.ENOSPC,
                 f"No space left on device: the checkpoint of step {step} could not be written "
-                f"to {self.directory}. The previous checkpoint is intact. Free space (or move "
+                f"to {self.directory}. The checkpoints before it are intact. Free space (or move "
                 "the workdir to a larger disk) and rerun with the same --workdir to resume.",
             ) from None
         self._current = step
+
+    def _settle(self) -> None:
+        """Lets a failed save's writer threads finish (they would otherwise fail again, loudly,
+        while the interpreter shuts down)."""
+        with contextlib.suppress(Exception):
+            self._manager.wait_until_finished()
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
         """The metadata saved with `step` (default: the step last restored or saved, else the
