@@ -71,6 +71,34 @@ def test_population_of_4_matches_4_single_runs(tmp_path):
     np.testing.assert_allclose(lr_state, [1e-3, 1e-3, 3e-3, 3e-3], rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"model.prior": "mixture", "model.prior_components": 3},
+        {"model.prior": "vampprior", "model.prior_components": 4},
+        {"model.posterior": "iaf", "model.posterior_kwargs": {"num_steps": 2, "hidden_size": 8}},
+    ],
+    ids=["mixture", "vampprior", "iaf"],
+)
+def test_members_with_learned_priors_or_a_flow_match_their_lone_runs(tmp_path, model):
+    """A prior's or a flow's own parameters are stacked and trained per member like the rest."""
+    config, data = _config(**model), _images()
+    pop = experiment.setup(config, str(tmp_path / "pop"), data=data, members=MEMBERS[:2])
+    perms = experiment.epoch_perms(pop, 0)
+    pop.state, got = pop.chunk(pop.state, perms[:, :3])
+    owned = "prior" if "model.prior" in model else "encoder"
+    for i, cfg in enumerate(population.member_configs(config, MEMBERS[:2])):
+        alone = experiment.setup(cfg, str(tmp_path / f"alone{i}"), data=data)
+        alone.state, want = alone.chunk(alone.state, perms[i : i + 1, :3])
+        np.testing.assert_allclose(got["loss"][i], want["loss"][0], rtol=2e-5, atol=1e-5)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+            population.unstack(pop.state.params, i)[owned],
+            alone.state.params[owned],
+        )
+    assert got["loss"][0, -1] != got["loss"][1, -1]
+
+
 def _end_to_end_config(fake_dir, **overrides):
     return _config(
         **{
