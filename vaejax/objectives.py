@@ -248,9 +248,10 @@ def iwae_bound(
 
     With one sample it is the ELBO with a Monte Carlo KL; it rises towards log p(x) with S.
     `gradient_estimator` changes the gradient, never the value: "reparameterized" (the plain
-    IWAE gradient), "stl" (sticking the landing: log q's parameters stopped) or "dreg" (doubly
-    reparameterized: the encoder's gradient with squared normalized weights, lower variance as
-    S grows; the decoder's unchanged).
+    IWAE gradient), "stl" (sticking the landing: log q's parameters stopped; for S > 1 its
+    encoder gradient is biased, Tucker et al. 2018 section 3, though its variance is lowest) or
+    "dreg" (doubly reparameterized: the encoder's gradient with squared normalized weights,
+    unbiased, lower variance as S grows; the decoder's unchanged).
 
     References:
       Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, 2015, eq. (8).
