@@ -25,6 +25,7 @@ import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 MNIST_SHAPE = (28, 28, 1)
 _MATMUL_PRIMITIVES = ("dot_general", "conv_general_dilated")
@@ -285,3 +286,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def parse_flags(fv: flags.FlagValues, argv: Sequence[str]) -> flags.FlagValues:
+    """Parses the command line `argv` (program name first) into a benchmark's own `fv`; a bad
+    flag is a usage error that shows the benchmark's flags."""
+    try:
+        fv(list(argv))
+    except flags.Error as e:
+        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    return fv

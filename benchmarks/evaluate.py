@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
 from benchmarks import common
 from benchmarks.throughput import (
@@ -182,10 +182,7 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
         ("repeats", int, None, "With --fastpaths (6; quick 1)."),
     ):
         define[kind](name, default, help_, flag_values=fv)
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    common.parse_flags(fv, argv)
     return fv
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks import common
 from vaejax import data, likelihoods, networks, objectives
@@ -86,10 +86,7 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
     flags.DEFINE_list("ks", ["1", "5", "50"], "Importance samples.", flag_values=fv)
     flags.DEFINE_integer("draws", 200, "Gradient draws per estimator and k.", flag_values=fv)
     flags.DEFINE_integer("batch", 32, "Images in the batch mean.", flag_values=fv)
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    common.parse_flags(fv, argv)
     return fv
 
 

@@ -360,10 +360,7 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
     flags.DEFINE_string(
         "pytorch_vae_dir", None, f"{UPSTREAM[PYTORCH_ENV]}; default ${PYTORCH_ENV}.", flag_values=fv
     )
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    common.parse_flags(fv, argv)
     unknown = sorted(set(fv.pairs) - set(PAIRS))
     if unknown:
         raise app.UsageError(f"unknown pairs {unknown}; valid: {list(PAIRS)}")

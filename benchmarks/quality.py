@@ -26,6 +26,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from benchmarks import common
 from experiments.configs import test as test_config
 from vaejax import experiment
 
@@ -126,10 +127,7 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
         flag_values=fv,
     )
     flags.DEFINE_bool("help", False, "Show this help.", flag_values=fv)
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    common.parse_flags(fv, argv)
     return fv
 
 

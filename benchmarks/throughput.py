@@ -613,10 +613,7 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
         "peer_rounds", 3, "Alternating rounds of each PyTorch pair.", flag_values=fv
     )
     flags.DEFINE_float("peer_seconds", 10.0, "Timed seconds per PyTorch-pair run.", flag_values=fv)
-    try:
-        fv(list(argv))
-    except flags.Error as e:
-        raise app.UsageError(f"{e}\n\n{fv.get_help()}") from e
+    common.parse_flags(fv, argv)
     unknown = sorted(set(fv.models or []) - set(models()))
     if unknown:
         raise app.UsageError(f"unknown models {unknown}; valid: {sorted(models())}")
