@@ -195,7 +195,7 @@ def torch_mlp_rate(directory: pathlib.Path, x: np.ndarray, seconds: float) -> di
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     data = torch.from_numpy(x.reshape(len(x), 784).copy())
     batch, per_epoch = 128, len(x) // 128
-    perm = torch.randperm(len(x))
+    perm = None  # drawn at the start of each epoch, step 0 included
 
     def step(i: int) -> float:
         nonlocal perm
