@@ -47,7 +47,10 @@ def exact_log_marginal(x):
 
 def test_elbo_terms_shapes_and_identity():
     t = vaejax.elbo(jax.random.key(0), X, **LG, beta=0.3, num_samples=4)
-    assert all(a.shape == (len(X),) for a in t)
+    assert all(a.shape == (len(X),) for a in t[:4])
+    (kl,), (kl_per_dim,) = t.kl_per_layer, t.kl_per_dim  # one stochastic layer
+    np.testing.assert_array_equal(kl, t.kl)
+    np.testing.assert_allclose(kl_per_dim.sum(-1), t.kl, rtol=1e-6)
     np.testing.assert_allclose(t.objective, t.log_likelihood - 0.3 * t.kl, rtol=1e-6)
     np.testing.assert_allclose(t.elbo, t.log_likelihood - t.kl, rtol=1e-6)  # the bound, beta or not
     bound = vaejax.elbo(jax.random.key(0), X, **LG, num_samples=4000).elbo
