@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from vaejax import data as data_lib
-from vaejax import likelihoods, networks, population, posteriors, train
+from vaejax import hierarchical, likelihoods, networks, population, posteriors, train
 
 
 class ConfigError(ValueError):
@@ -77,7 +77,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 NAMES: dict[str, Sequence[str]] = {
     "data.name": (*data_lib.DATASETS, data_lib.SYNTHETIC),
     "data.preprocessing": data_lib.PREPROCESSINGS,
-    "model.preset": tuple(networks.PRESETS),
+    "model.preset": (*networks.PRESETS, *hierarchical.PRESETS),
     "model.likelihood": likelihoods.names(),
     "model.posterior": posteriors.POSTERIORS,
     "optim.schedule": train.SCHEDULES,
@@ -132,6 +132,8 @@ def check_config(
                     f"width of {size!r}; every width must be an integer >= 1."
                 )
         _build(lambda: networks.activation(config.model.activation), "model.activation")
+        if _get(config, "model.preset") in hierarchical.PRESETS:
+            _build(lambda: _hierarchy(config.model), "model.latent_sizes")
         kwargs = _get(config, "model.likelihood_kwargs")
         kwargs = {} if kwargs is _MISSING else dict(kwargs)
         _build(lambda: likelihoods.get(config.model.likelihood, **kwargs), "model.likelihood")
@@ -140,6 +142,20 @@ def check_config(
         _build(lambda: posteriors.make(config.model.posterior, **kwargs), "model.posterior")
     for cfg in configs:
         _build(lambda: train.Objective(**cfg.objective), "objective")  # noqa: B023
+
+
+def _hierarchy(cfg: ml_collections.ConfigDict) -> Any:
+    """Builds (does not initialize) the hierarchical model: checks its layers up front."""
+    return hierarchical.build(
+        cfg.preset,
+        data_shape=(1,),
+        likelihood=None,
+        activation=cfg.get("activation", "tanh"),
+        latent_sizes=cfg.get("latent_sizes", ()),
+        hidden_sizes=cfg.get("layer_hidden_sizes", ()),
+        posterior=cfg.get("posterior", "log_var"),
+        posterior_kwargs=cfg.get("posterior_kwargs"),
+    )
 
 
 def _check_ranges(config: ml_collections.ConfigDict, *, skip: tuple[str, ...]) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 from vaejax import cpu_fastpaths, networks
 from vaejax import data as data_lib
 from vaejax.objectives import elbo, estimate_log_likelihood
-from vaejax.posteriors import analytic_kl_per_dim
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), Sec. 5.2: Var_x E_q[z_d] > 0.01
 
@@ -46,40 +45,32 @@ def _batched(
 
 
 @functools.partial(_jit, static_argnames=("model",))
-def _elbo_batch(params, key, x, *, model: networks.VAE) -> dict[str, jax.Array]:
+def _elbo_batch(params, key, x, *, model) -> dict[str, jax.Array]:
     bound = networks.bind(model, params)
-    q = bound.encode(x)
-    t = elbo(
-        key,
-        x,
-        encode=lambda _: q,
-        decode=bound.decode,
-        likelihood=model.likelihood,
-        posterior=model.posterior,
-        prior=bound.prior,
-    )
-    out = {
-        "elbo": t.elbo,
-        "log_likelihood": t.log_likelihood,
-        "kl": t.kl,
-        "posterior_mean": q["mean"],
-    }
-    kl_per_dim = analytic_kl_per_dim(model.posterior, q, bound.prior)
-    if kl_per_dim is not None:  # a prior that does not factorize over dimensions has none
-        out["kl_per_dim"] = kl_per_dim
+    t = elbo(key, x, model=bound)
+    out = {"elbo": t.elbo, "log_likelihood": t.log_likelihood, "kl": t.kl}
+    codes = bound.codes(x)
+    for i, (kl, kl_per_dim, code) in enumerate(
+        zip(t.kl_per_layer, t.kl_per_dim, codes, strict=True)
+    ):
+        suffix = "" if len(codes) == 1 else f"_z{i + 1}"  # one layer: the names of old
+        out |= {f"posterior_mean{suffix}": code} | ({f"kl{suffix}": kl} if suffix else {})
+        if kl_per_dim is not None:  # a prior that does not factorize over dimensions has none
+            out[f"kl_per_dim{suffix}"] = kl_per_dim
     return out
 
 
 def elbo_terms(
-    model: networks.VAE, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
+    model: Any, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
 ) -> dict[str, np.ndarray]:
     """Per-example ELBO, its two terms, posterior means and (where the prior has a closed-form
-    KL) the per-dimension KL over a dataset."""
+    KL) the per-dimension KL over a dataset; with several stochastic layers, each layer's KL,
+    means and per-dimension KL with the suffix `_z1`, `_z2`, ..."""
     return _batched(functools.partial(_elbo_batch, params, model=model), x, key, batch_size)
 
 
 def elbo_summary(
-    model: networks.VAE, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
+    model: Any, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
 ) -> dict[str, float]:
     """Dataset means of the ELBO and its terms (the per-epoch validation numbers)."""
     res = elbo_terms(model, params, x, key, batch_size=batch_size)
@@ -87,7 +78,7 @@ def elbo_summary(
 
 
 def log_px(
-    model: networks.VAE,
+    model: Any,
     params: Any,
     key: jax.Array,
     x: jax.Array,
@@ -100,15 +91,10 @@ def log_px(
     The importance-sampled log p(x) with the encoder run once and the decoder on `chunk_size`
     samples of every example at a time; with `chunk_size = num_samples`, the IWAE-k bound.
     """
-    bound = networks.bind(model, params)
     return estimate_log_likelihood(
         key,
         x,
-        encode=bound.encode,
-        decode=bound.decode,
-        likelihood=model.likelihood,
-        posterior=model.posterior,
-        prior=bound.prior,
+        model=networks.bind(model, params),
         num_samples=num_samples,
         chunk_size=chunk_size,
     )
@@ -139,7 +125,7 @@ def bits_per_dim(
 
 
 def evaluate_test(
-    model: networks.VAE,
+    model: Any,
     params: Any,
     x: np.ndarray,
     key: jax.Array,
@@ -155,7 +141,13 @@ def evaluate_test(
     out: dict[str, Any] = {k: float(terms[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
     if "kl_per_dim" in terms:
         out["kl_per_dim"] = terms["kl_per_dim"].mean(0).round(5).tolist()
-    out["active_units"] = active_units(terms["posterior_mean"])
+    if "posterior_mean" in terms:
+        out["active_units"] = active_units(terms["posterior_mean"])
+    else:  # several stochastic layers, z_1 first
+        layers = range(1, 1 + sum(k.startswith("posterior_mean_z") for k in terms))
+        out["kl_per_layer"] = [float(terms[f"kl_z{i}"].mean()) for i in layers]
+        units = [active_units(terms[f"posterior_mean_z{i}"]) for i in layers]
+        out["active_units_per_layer"], out["active_units"] = units, sum(units)
     for name, samples, chunk, k in (
         (f"iwae_{iwae_samples}", iwae_samples, iwae_samples, k_iwae),
         (f"nll_{nll_samples}", nll_samples, min(nll_chunk_size, nll_samples), k_nll),

@@ -41,6 +41,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from vaejax import (
     checks,
     evaluate,
+    hierarchical,
     likelihoods,
     networks,
     plots,
@@ -75,28 +76,44 @@ class NonFiniteLossError(FloatingPointError):
 # ---- the config, read into typed library calls
 
 
-def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> networks.VAE:
+def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
     """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
     (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
-    pseudo-inputs)."""
-    if cfg.preset not in networks.PRESETS:
-        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {sorted(networks.PRESETS)}.")
+    pseudo-inputs). A hierarchical preset (`hierarchical.PRESETS`) takes its layers from
+    `cfg.latent_sizes` and `cfg.layer_hidden_sizes` ("stacked", "ladder"; empty: the preset's
+    own) and puts the prior on its top layer."""
+    if cfg.preset not in networks.PRESETS and cfg.preset not in hierarchical.PRESETS:
+        valid = sorted([*networks.PRESETS, *hierarchical.PRESETS])
+        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {valid}.")
     kwargs: dict[str, Any] = dict(
         data_shape=tuple(data_shape),
         likelihood=likelihood,
-        latent_dim=cfg.latent_dim,
-        posterior=posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {})),
         input_scale=cfg.get("input_scale", 1.0),
     )
-    if cfg.preset == "mlp":
-        kwargs |= dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation)
-    model = networks.PRESETS[cfg.preset](**kwargs)
+    if cfg.preset in hierarchical.PRESETS:
+        model = hierarchical.build(
+            cfg.preset,
+            activation=cfg.activation,
+            latent_sizes=cfg.get("latent_sizes", ()),
+            hidden_sizes=cfg.get("layer_hidden_sizes", ()),
+            posterior=cfg.posterior,
+            posterior_kwargs=cfg.get("posterior_kwargs"),
+            **kwargs,
+        )
+        posterior = hierarchical.GAUSSIAN
+        latent_dim = model.latent_sizes[-1]
+    else:
+        posterior = posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {}))
+        kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
+        if cfg.preset == "mlp":
+            kwargs |= dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation)
+        model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
     prior_name = cfg.get("prior", "standard_normal")
     prior = priors.make(
         prior_name,
-        latent_dim=cfg.latent_dim,
+        latent_dim=latent_dim,
         data_shape=tuple(data_shape),
-        posterior=kwargs["posterior"],
+        posterior=posterior,
         num_components=cfg.get("prior_components", 1),
     )
     return model if prior_name == "standard_normal" else model.clone(prior=prior)
@@ -797,9 +814,9 @@ def write_figures(
 
     Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
     """
-    encode, decode = bound = networks.bind(model, params)
-    mean_image = jax.jit(lambda z: model.likelihood.mean(decode(z)))
-    latent_dim = model.encoder.latent_dim
+    bound = networks.bind(model, params)
+    mean_image = jax.jit(lambda z: model.likelihood.mean(bound.decode(z)))
+    shown_mean = lambda params: shown(model.likelihood.mean(params))
     shown = lambda x: preprocessing.to_pixels(np.asarray(x))
     images = d.test.ndim in (3, 4)
     paths = []
@@ -807,13 +824,13 @@ def write_figures(
         paths += [
             plots.save_samples(
                 os.path.join(workdir, "samples.png"),
-                shown(mean_image(bound.prior.sample(key, (100,)))),  # from the model's prior
+                shown_mean(bound.sample_prior(key, 100)),  # from the model's prior, top down
                 value_range=(0, 1),
             ),
             plots.save_reconstructions(
                 os.path.join(workdir, "reconstructions.png"),
                 shown(d.test[:20]),
-                shown(mean_image(encode(jnp.asarray(d.test[:20]))["mean"])),
+                shown_mean(bound.reconstruct(jnp.asarray(d.test[:20]))),
                 value_range=(0, 1),
             ),
         ]
@@ -828,7 +845,7 @@ def write_figures(
     records = [r for r in records if len(r) > 1]
     if records:
         paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
-    if latent_dim != 2:
+    if bound.latent_sizes != (2,):  # one stochastic layer of two dimensions only
         return [os.path.basename(str(p)) for p in paths]
     codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
     if images:

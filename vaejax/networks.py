@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import conv
+from vaejax import conv, objectives
 from vaejax.likelihoods import Likelihood
 from vaejax.posteriors import DiagonalGaussian, Posterior
 from vaejax.priors import StandardNormal
@@ -199,6 +199,9 @@ class VAE(nn.Module):
             return self.prior(self.encode)
         return self.prior
 
+    def bound_to(self, params: Any) -> Bound:
+        return Bound(self, params)
+
     def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
         q = self.encode(x)
         z = self.posterior.sample(key, q)
@@ -207,24 +210,45 @@ class VAE(nn.Module):
 
 
 class Bound(tuple):
-    """What `bind` returns: unpacks as `(encode, decode)`; `.prior` is the bound prior."""
+    """What `bind` returns for a `VAE`: unpacks as `(encode, decode)`; `.prior` is the bound
+    prior, `.infer(x)` the one-layer `objectives.Inference` the objectives take as `model=`."""
 
-    def __new__(cls, encode: Callable, decode: Callable, prior: Any) -> Bound:
+    def __new__(cls, model: VAE, params: Any) -> Bound:
+        variables = {"params": params}
+        encode = lambda x: model.apply(variables, x, method=VAE.encode)
+        decode = lambda z: model.apply(variables, z, method=VAE.decode)
         self = super().__new__(cls, (encode, decode))
-        self.encode, self.decode, self.prior = encode, decode, prior
+        self.encode, self.decode = encode, decode
+        self.prior = model.apply(variables, method=VAE.prior_distribution)
+        self.likelihood, self.posterior = model.likelihood, model.posterior
+        self.latent_sizes = (model.encoder.latent_dim,)
         return self
 
+    def infer(self, x: jax.Array) -> objectives.OneLayer:
+        return objectives.OneLayer(
+            x, self.encode(x), self.decode, self.likelihood, self.posterior, self.prior
+        )
 
-def bind(model: VAE, params: Any) -> Bound:
-    """The pure `encode` and `decode` functions of `model` at `params` and its prior.
+    def codes(self, x: jax.Array) -> tuple[jax.Array]:
+        """The posterior means `[B, D]` (one stochastic layer)."""
+        return (self.encode(x)["mean"],)
 
-    `encode, decode = bind(model, params)` as ever; `bind(model, params).prior` is p(z) at
-    `params` (a distribution with `log_prob` and `sample`) for the objectives' `prior=`.
+    def reconstruct(self, x: jax.Array) -> dict[str, jax.Array]:
+        return self.decode(self.encode(x)["mean"])
+
+    def sample_prior(self, key: jax.Array, num: int) -> dict[str, jax.Array]:
+        """The likelihood's params at `num` draws from the prior."""
+        return self.decode(self.prior.sample(key, (num,)))
+
+
+def bind(model: Any, params: Any) -> Any:
+    """The model at `params`, as the objectives take it (`model=bind(model, params)`).
+
+    For a `VAE`: `encode, decode = bind(model, params)` as ever, `.prior` is p(z) at `params`
+    and `.infer` the per-batch inference. Any other model brings its own (`model.bound_to`,
+    e.g. the hierarchical models of `vaejax.hierarchical`).
     """
-    variables = {"params": params}
-    encode = lambda x: model.apply(variables, x, method=VAE.encode)
-    decode = lambda z: model.apply(variables, z, method=VAE.decode)
-    return Bound(encode, decode, model.apply(variables, method=VAE.prior_distribution))
+    return model.bound_to(params)
 
 
 def init(model: VAE, key: jax.Array, x: jax.Array) -> Any:

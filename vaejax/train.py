@@ -11,6 +11,8 @@ shard and the trajectory does not depend on the number of devices.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import cpu_fastpaths, networks
 from vaejax.data import add_data_noise
-from vaejax.objectives import GRADIENT_ESTIMATORS, elbo, iwae_bound
-from vaejax.posteriors import analytic_kl_per_dim
+from vaejax.objectives import GRADIENT_ESTIMATORS, ElboTerms, elbo, iwae_bound
 
 OBJECTIVES = ("elbo", "iwae")
 SCHEDULES = ("constant", "cosine", "exponential", "burda")
@@ -60,7 +61,7 @@ class Objective:
     """What the train step maximizes.
 
     name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats per
-      latent dimension, Kingma et al. 2016; `analytic_kl` as in `objectives.kl_term`) or "iwae"
+      latent dimension, Kingma et al. 2016; `analytic_kl` as in `objectives.elbo`) or "iwae"
       (the bound with `num_samples` samples, which has no KL term to weight, warm up or floor).
     gradient_estimator: see `objectives.iwae_bound`; "stl" also for the ELBO, "dreg" for IWAE.
     Every field takes effect or is refused: settings that an objective cannot honour raise.
@@ -203,41 +204,23 @@ def loss_fn(
     model: networks.VAE,
     objective: Objective,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The negative objective, averaged over the batch (its one reduction), and metrics."""
+    """The negative objective, averaged over the batch (its one reduction), and metrics.
+
+    With several stochastic layers the metrics also hold each layer's KL (`kl_z1`, ...).
+    """
     bound = networks.bind(model, params)
-    encode, decode, prior = bound.encode, bound.decode, bound.prior
-    common = dict(
-        decode=decode,
-        likelihood=model.likelihood,
-        posterior=model.posterior,
-        prior=prior,
-        gradient_estimator=objective.gradient_estimator,
-    )
+    common = dict(model=bound, gradient_estimator=objective.gradient_estimator)
     if objective.name == "iwae":
-        bound = iwae_bound(key, batch, encode=encode, num_samples=objective.num_samples, **common)
-        loss = -bound.mean()
-        return loss, {"loss": loss, "iwae": bound.mean()}
-    q = encode(batch)  # encoded once; free bits below reuses it
+        value = iwae_bound(key, batch, num_samples=objective.num_samples, **common)
+        loss = -value.mean()
+        return loss, {"loss": loss, "iwae": value.mean()}
     terms = elbo(
-        key,
-        batch,
-        encode=lambda _: q,
-        num_samples=objective.num_samples,
-        analytic_kl=objective.analytic_kl,
-        **common,
+        key, batch, num_samples=objective.num_samples, analytic_kl=objective.analytic_kl, **common
     )
     beta = objective.beta_at(step)
     kl_penalty = terms.kl.mean()
     if objective.free_bits > 0:
-        # Free bits: no pressure on a latent dimension whose batch-mean KL is under the floor.
-        kl_dims = analytic_kl_per_dim(model.posterior, q, prior)
-        if kl_dims is None:
-            raise ValueError(
-                f"free_bits={objective.free_bits} needs a per-dimension KL in closed form; "
-                f"{type(model.posterior).__name__} to {type(prior).__name__} has none. Use "
-                "free_bits=0 (or KL warm-up) with this prior."
-            )
-        kl_penalty = jnp.maximum(kl_dims.mean(0), objective.free_bits).sum()
+        kl_penalty = _free_bits_penalty(terms, objective.free_bits)
     loss = -terms.log_likelihood.mean() + beta * kl_penalty
     metrics = {
         "loss": loss,
@@ -246,7 +229,22 @@ def loss_fn(
         "kl": terms.kl.mean(),
         "beta": beta,
     }
+    if len(terms.kl_per_layer) > 1:
+        metrics |= {f"kl_z{i + 1}": kl.mean() for i, kl in enumerate(terms.kl_per_layer)}
     return loss, metrics
+
+
+def _free_bits_penalty(terms: ElboTerms, free_bits: float) -> jax.Array:
+    """Free bits (Kingma et al. 2016): no pressure on a latent dimension of any layer whose
+    batch-mean KL is under the floor."""
+    if any(kl_dims is None for kl_dims in terms.kl_per_dim):
+        raise ValueError(
+            f"free_bits={free_bits} needs each layer's per-dimension KL in closed form, and this "
+            "model's posterior and prior have none for some layer. Use free_bits=0 (or KL "
+            "warm-up) with this model and prior."
+        )
+    floored = [jnp.maximum(kl_dims.mean(0), free_bits).sum() for kl_dims in terms.kl_per_dim]
+    return functools.reduce(operator.add, floored)
 
 
 def train_step(

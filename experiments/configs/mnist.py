@@ -27,10 +27,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_train = 0  # 0: every train example; else at most this many (the first)
 
     config.model = ml_collections.ConfigDict()
-    config.model.preset = "burda2015"  # kingma2013 | burda2015 | mlp | conv
-    config.model.latent_dim = 50
+    config.model.preset = "burda2015"  # kingma2013 | burda2015 | mlp | conv | hierarchical:
+    # burda2015_2layer | stacked | ladder (vaejax.hierarchical)
+    config.model.latent_dim = 50  # one stochastic layer
+    config.model.latent_sizes = ()  # stacked / ladder: z_1 first; () the preset's own
+    config.model.layer_hidden_sizes = ()  # stacked / ladder: a tuple of widths per layer
     config.model.hidden_sizes = (200, 200)  # preset "mlp" only
-    config.model.activation = "tanh"  # preset "mlp" only
+    config.model.activation = "tanh"  # presets "mlp", "stacked", "ladder"
     config.model.likelihood = "bernoulli"
     config.model.likelihood_kwargs = ml_collections.ConfigDict()
     config.model.posterior = "log_var"  # log_var | log_sigma | softplus | iaf
