@@ -72,9 +72,11 @@ def elbo_terms(
 def elbo_summary(
     model: Any, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
 ) -> dict[str, float]:
-    """Dataset means of the ELBO and its terms (the per-epoch validation numbers)."""
+    """Dataset means of the ELBO and its terms, and each stochastic layer's KL (`kl_z1`, ...)
+    where there are several (the per-epoch validation numbers)."""
     res = elbo_terms(model, params, x, key, batch_size=batch_size)
-    return {k: float(res[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
+    names = ("elbo", "log_likelihood", "kl", *sorted(k for k in res if k.startswith("kl_z")))
+    return {k: float(res[k].mean()) for k in names}
 
 
 def log_px(
