@@ -55,6 +55,9 @@ def run(config: ml_collections.ConfigDict, budgets_min: list[float], workdir: st
                 "test_elbo": test["elbo"],
                 "test_iwae": next((v for k, v in test.items() if k.startswith("iwae_")), None),
                 "active_units": test["active_units"],
+                # Several stochastic layers: each one's active units and KL, z_1 first.
+                "active_units_per_layer": test.get("active_units_per_layer"),
+                "kl_per_layer": test.get("kl_per_layer"),
                 # The machine's 5-minute load average at the end: above ~2 (2 cores), other
                 # jobs shared the CPU and the budget bought fewer epochs.
                 "load_avg": round(os.getloadavg()[1], 2),
@@ -75,9 +78,11 @@ def _table(rows: list[dict]) -> str:
     ]
     for r in rows:
         iwae = "" if r["test_iwae"] is None else f"{r['test_iwae']:.2f}"
+        layers = r.get("active_units_per_layer")
+        active = "+".join(map(str, layers)) if layers else r["active_units"]
         lines.append(
             f"| {r['budget_min']:g} | {r['train_min']:.1f} | {r['epochs']:.0f} | {r['steps']} | "
-            f"{r['test_nll']:.2f} | {r['test_elbo']:.2f} | {iwae} | {r['active_units']} | "
+            f"{r['test_nll']:.2f} | {r['test_elbo']:.2f} | {iwae} | {active} | "
             f"{r['load_avg']:.1f} |"
         )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
   python -m benchmarks.throughput            # all models and peers, about 15 minutes on 2 cores
   python -m benchmarks.throughput --quick    # seconds: tiny step counts, for the tests
   python -m benchmarks.throughput --fastpaths --models=mlp500,conv   # each CPU fast path on/off
+  python -m benchmarks.throughput --hierarchy   # two stochastic layers against the default's one
 
 For each model, in this one process and on the same synthetic binary data of MNIST's shape:
 
@@ -29,7 +30,9 @@ against vaejax in alternating processes (`benchmarks.peers.compare`; `--peers=` 
 
 With `--fastpaths`, it instead times vaejax's loop (with dynamic binarization, as the default
 config trains) with each training fast path of `vaejax.cpu_fastpaths` on and off, alternating,
-for the models each path acts on: what each buys.
+for the models each path acts on: what each buys. With `--hierarchy`, it times Burda et al.'s
+two-stochastic-layer model (`vaejax.hierarchical.burda2015_2layer`) against the one-layer
+784-200-200-50 model in vaejax's loop, alternating, each beside its own matmul bound.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from benchmarks import common, peers
 from experiments.configs import burda2015 as burda_config
 from experiments.configs import mnist as mnist_config
-from vaejax import cpu_fastpaths, data, likelihoods, networks, train
+from vaejax import cpu_fastpaths, data, hierarchical, likelihoods, networks, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +231,10 @@ class ReferenceLoop:
 # ----------------------------------------------------------------------------- vaejax
 
 
-def vaejax_model(m: Model) -> networks.VAE:
+def vaejax_model(m: Model) -> Any:
     likelihood = likelihoods.Bernoulli()
+    if m.kind == "burda2015_2layer":
+        return hierarchical.burda2015_2layer(data_shape=common.MNIST_SHAPE, likelihood=likelihood)
     if m.kind == "conv":
         return networks.conv_vae(
             data_shape=common.MNIST_SHAPE, likelihood=likelihood, latent_dim=m.latent_dim
@@ -455,6 +460,76 @@ def _vaejax_rate(loop: VaejaxLoop, steps: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+# ----------------------------------------------------------------------------- two layers
+
+
+def two_layer_model() -> Model:
+    """Burda et al.'s two-stochastic-layer model at the one-layer default's batch and chunk."""
+    one = models()["burda_b100"]
+    return dataclasses.replace(
+        one,
+        name="burda2layer_b100",
+        description="784-200-200-z100-100-100-z50 tanh, two stochastic layers, batch 100",
+        kind="burda2015_2layer",
+    )
+
+
+def run_hierarchy(x: np.ndarray, *, repeats: int, seconds: float, quick: bool) -> list[dict]:
+    """The two-stochastic-layer model against the one-layer default, both in vaejax's loop,
+    alternating in this process, each beside its own matmul bound."""
+    loops, bounds, steps, flops = {}, {}, {}, {}
+    for m in (models()["burda_b100"], two_layer_model()):
+        spd = 4 if quick else m.steps_per_dispatch
+        loop = VaejaxLoop(m, x, steps_per_dispatch=spd)
+        loop.warm_up()
+        ops = common.matmul_ops(*_flat_step(loop))
+        bounds[m.name], flops[m.name] = common.matmul_bound(ops), common.total_flops(ops)
+        bounds[m.name](1)  # compiles the replay
+        per_step = _timed(lambda loop=loop, spd=spd: loop.run(spd)) / spd
+        steps[m.name] = max(spd, int(seconds / per_step) // spd * spd)
+        loops[m.name] = loop
+    rates: dict[str, dict[str, list[float]]] = {n: {"vaejax": [], "bound": []} for n in loops}
+    for r in range(repeats):
+        for n in list(loops) if r % 2 == 0 else list(loops)[::-1]:
+            rates[n]["vaejax"].append(_vaejax_rate(loops[n], steps[n]))
+            rates[n]["bound"].append(1.0 / bounds[n](max(1, steps[n] // 4)))
+    results = []
+    for n, rate in rates.items():
+        fraction = [v / b for v, b in zip(rate["vaejax"], rate["bound"], strict=True)]
+        results.append(
+            {
+                "model": n,
+                "vaejax_steps_per_s": common.median(rate["vaejax"]),
+                "bound_steps_per_s": common.median(rate["bound"]),
+                "fraction_of_bound": common.median(fraction),
+                "fraction_range": common.spread(fraction),
+                "matmul_flops_per_step": flops[n],
+                "rates": rate,
+            }
+        )
+    one, two = (rates[n]["vaejax"] for n in loops)
+    ratio = [b / a for a, b in zip(one, two, strict=True)]
+    results[1] |= {"over_one_layer": common.median(ratio), "over_range": common.spread(ratio)}
+    for res in results:
+        print(
+            f"{res['model']}: {res['vaejax_steps_per_s']:.1f} steps/s, "
+            f"{res['matmul_flops_per_step'] / 1e6:.1f} MFLOP/step in matmuls, "
+            f"{100 * res['fraction_of_bound']:.0f}% of its bound [{res['fraction_range']}]"
+            + (
+                f"; {res['over_one_layer']:.2f}x the one-layer steps/s [{res['over_range']}]"
+                if "over_one_layer" in res
+                else ""
+            ),
+            flush=True,
+        )
+    return results
+
+
+def _flat_step(loop: VaejaxLoop) -> tuple:
+    fn, args = loop.single_step()
+    return (fn, *args)
+
+
 # ----------------------------------------------------------------------------- CPU fast paths
 
 TRAINING_FASTPATHS = ("threefry", "per_step_dispatch")
@@ -597,6 +672,11 @@ def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
     flags.DEFINE_bool(
         "fastpaths", False, "Time each CPU fast path on against off instead.", flag_values=fv
     )
+    flags.DEFINE_bool(
+        "hierarchy", False,
+        "Time the two-stochastic-layer model against the one-layer default instead.",
+        flag_values=fv,
+    )  # fmt: skip
     flags.DEFINE_string(
         "flax_vae_dir", None, f"{peers.UPSTREAM[peers.FLAX_ENV]}; default ${peers.FLAX_ENV}.",
         flag_values=fv,
@@ -633,6 +713,10 @@ def main(argv: Sequence[str]) -> list[dict]:
     peak = common.square_matmul_gflops(256 if fv.quick else 2048)
     print(f"float32 square matmul peak: {peak:.0f} GFLOP/s", flush=True)
     x = common.synthetic_binary_images(num_train)
+    if fv.hierarchy:
+        results = run_hierarchy(x, repeats=repeats, seconds=seconds, quick=fv.quick)
+        _write_json(fv.json, results)
+        return results
     if fv.fastpaths:
         results = run_fastpaths(
             [specs[n] for n in names], x, repeats=repeats, seconds=seconds, quick=fv.quick

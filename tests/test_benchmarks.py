@@ -55,6 +55,16 @@ def test_throughput_fastpaths_quick_times_each_path_on_and_off(capsys):
     assert all(r["on_per_s"] > 0 and r["off_per_s"] > 0 and r["cpu_speedup"] > 0 for r in results)
 
 
+def test_throughput_hierarchy_quick_times_two_layers_against_one(capsys):
+    one, two = throughput.main(["throughput", "--quick", "--hierarchy"])
+    out = capsys.readouterr().out
+    assert (one["model"], two["model"]) == ("burda_b100", "burda2layer_b100")
+    # The second stochastic layer adds q(z2 | z1) and p(z1 | z2): more matmul FLOPs per step.
+    assert two["matmul_flops_per_step"] > one["matmul_flops_per_step"]
+    assert re.search(r"burda2layer_b100: [\d.]+ steps/s, .*x the one-layer steps/s", out)
+    assert all(r["vaejax_steps_per_s"] > 0 and 0 < r["fraction_of_bound"] for r in (one, two))
+
+
 def test_evaluate_fastpaths_quick_times_each_path_on_and_off(capsys):
     res = evaluate_benchmark.main(["evaluate", "--quick", "--fastpaths", "--data=synthetic"])
     out = capsys.readouterr().out
