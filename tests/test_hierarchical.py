@@ -11,7 +11,7 @@ from scipy import stats
 
 import vaejax
 from experiments.configs import test as test_config
-from vaejax import checks, experiment, hierarchical, networks, priors
+from vaejax import checks, experiment, hierarchical, networks, population, priors
 from vaejax import likelihoods as L
 from vaejax.writers import read_metrics
 
@@ -262,3 +262,38 @@ def test_hierarchical_models_train_through_the_loop(fake_dir, tmp_path, preset):
     records = read_metrics(str(tmp_path))
     assert any("train/kl_z2" in r for r in records) and any("valid/kl_z1" in r for r in records)
     assert (tmp_path / "samples.png").exists() and (tmp_path / "reconstructions.png").exists()
+
+    # Back in Python: every layer's codes, top-down samples, the evaluation's ELBO terms.
+    trained = vaejax.load(str(tmp_path))
+    raw = trained.read_split("test")[0][:10]
+    assert trained.latent_sizes == sizes
+    assert [c.shape for c in trained.codes(raw)] == [(10, s) for s in sizes]
+    assert trained.sample(jax.random.key(0), 3).shape == (3, 28, 28, 1)
+    assert trained.reconstruct(raw).shape == raw.shape
+    assert len(trained.elbo(jax.random.key(0), raw).kl_per_layer) == 2
+    assert trained.active_units(raw).shape == (sum(sizes),)
+    with pytest.raises(ValueError, match="2 .*Use codes"):
+        trained.encode(raw)
+
+
+def test_a_population_of_ladders_matches_its_lone_member(fake_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    config = test_config.get_config()
+    config.update_from_flattened_dict(
+        {
+            "data.data_dir": fake_dir,
+            "model.preset": "ladder",
+            "model.latent_sizes": (4, 2),
+            "model.layer_hidden_sizes": ((16,), (8,)),
+            "eval.iwae_samples": 0,
+        }
+    )
+    members = [{"seed": 0}, {"seed": 1, "objective.beta": 0.5}]
+    _, pop = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=members)
+    _, alone = experiment.train_and_evaluate(
+        population.member_configs(config, members)[1], str(tmp_path / "alone")
+    )
+    got = pop["members"][1]["test"]
+    for key in ("elbo", "kl", "nll_20"):
+        np.testing.assert_allclose(got[key], alone["test"][key], rtol=1e-5)
+    np.testing.assert_allclose(got["kl_per_layer"], alone["test"]["kl_per_layer"], rtol=1e-5)

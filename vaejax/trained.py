@@ -47,27 +47,18 @@ def _decode_mean(params, z, *, model: networks.VAE) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _reconstruct(params, x, *, model: networks.VAE) -> jax.Array:
-    encode, decode = networks.bind(model, params)
-    return model.likelihood.mean(decode(encode(x)["mean"]))
+def _reconstruct(params, x, *, model) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params).reconstruct(x))
 
 
-def _prior_kwargs(model: networks.VAE, params: Any) -> dict[str, Any]:
-    """`{"prior": p(z)}` for a model with a prior of its own (`VAE.prior_distribution`, at
-    `params` for a learned one); `{}` for the objectives' default, the standard normal."""
-    if not hasattr(model, "prior_distribution"):
-        return {}
-    return {"prior": model.apply({"params": params}, method=type(model).prior_distribution)}
+@functools.partial(jax.jit, static_argnames=("model",))
+def _codes(params, x, *, model) -> tuple[jax.Array, ...]:
+    return networks.bind(model, params).codes(x)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num"))
-def _sample(params, key, *, model: networks.VAE, num: int) -> jax.Array:
-    prior = _prior_kwargs(model, params).get("prior")
-    if prior is None:
-        z = jax.random.normal(key, (num, model.encoder.latent_dim))  # N(0, I)
-    else:
-        z = prior.sample(key, (num,))
-    return model.likelihood.mean(networks.bind(model, params)[1](z))
+def _sample(params, key, *, model, num: int) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params).sample_prior(key, num))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps"))
@@ -81,18 +72,8 @@ def _interpolate(params, x_a, x_b, *, model: networks.VAE, num_steps: int) -> ja
 
 
 @functools.partial(cpu_fastpaths.evaluation_jit, static_argnames=("model", "num_samples"))
-def _elbo(params, key, x, *, model: networks.VAE, num_samples: int) -> ElboTerms:
-    encode, decode = networks.bind(model, params)
-    return elbo(
-        key,
-        x,
-        encode=encode,
-        decode=decode,
-        likelihood=model.likelihood,
-        posterior=model.posterior,
-        num_samples=num_samples,
-        **_prior_kwargs(model, params),
-    )
+def _elbo(params, key, x, *, model, num_samples: int) -> ElboTerms:
+    return elbo(key, x, model=networks.bind(model, params), num_samples=num_samples)
 
 
 # The evaluation's own estimator, compiled as the evaluation compiles it: the same numbers.
@@ -122,7 +103,7 @@ class TrainedModel:
       workdir: where it was loaded from.
     """
 
-    model: networks.VAE
+    model: Any  # a networks.VAE or a vaejax.hierarchical model
     params: Any
     config: ml_collections.ConfigDict
     preprocessing: data_lib.Preprocessing
@@ -135,14 +116,28 @@ class TrainedModel:
     def __repr__(self) -> str:
         return (
             f"TrainedModel(workdir={self.workdir!r}, step={self.step}, "
-            f"preset={self.config.model.get('preset')!r}, latent_dim={self.latent_dim}, "
+            f"preset={self.config.model.get('preset')!r}, latent_sizes={self.latent_sizes}, "
             f"likelihood={self.model.likelihood}, preprocessing={self.preprocessing.name!r}, "
             f"data_shape={self.data_shape}, ema={self.ema})"
         )
 
     @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        """Each stochastic layer's size, z_1 first (one entry for a one-layer VAE)."""
+        return networks.bind(self.model, self.params).latent_sizes
+
+    @property
     def latent_dim(self) -> int:
-        return self.model.encoder.latent_dim
+        """The one stochastic layer's size (a hierarchical model: the top layer's)."""
+        return self.latent_sizes[-1]
+
+    def _one_layer(self, method: str) -> None:
+        if len(self.latent_sizes) > 1:
+            raise ValueError(
+                f"{method} works on one stochastic layer's codes; this model has "
+                f"{len(self.latent_sizes)} (sizes {self.latent_sizes}). Use codes(x) (each "
+                "layer's posterior means), reconstruct, sample, elbo or log_likelihood."
+            )
 
     # ---- raw data in, the model's data out
 
@@ -230,7 +225,8 @@ class TrainedModel:
     # ---- the methods
 
     def encode(self, x: ArrayLike) -> dict[str, jax.Array]:
-        """The posterior's parameters for raw data, each `[B, latent_dim]`."""
+        """The posterior's parameters for raw data, each `[B, latent_dim]` (one layer)."""
+        self._one_layer("encode")
         y, _ = self.preprocess(x)
         return _encode(self.params, y, model=self.model)
 
@@ -240,6 +236,7 @@ class TrainedModel:
 
     def decode(self, z: ArrayLike) -> jax.Array:
         """The likelihood's mean for codes `z` `[B, latent_dim]`, in the model's data units."""
+        self._one_layer("decode")
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(
@@ -248,13 +245,21 @@ class TrainedModel:
             )
         return _decode_mean(self.params, z, model=self.model)
 
+    def codes(self, x: ArrayLike) -> tuple[jax.Array, ...]:
+        """Each stochastic layer's posterior mean `[B, D_l]`, z_1 first, along the path of
+        means (a one-layer VAE: `(posterior_mean(x),)`)."""
+        y, _ = self.preprocess(x)
+        return _codes(self.params, y, model=self.model)
+
     def reconstruct(self, x: ArrayLike) -> jax.Array:
-        """`decode(posterior_mean(x))`: the likelihood's mean at the posterior mean."""
+        """`decode(posterior_mean(x))`: the likelihood's mean at the posterior mean (several
+        layers: at the bottom layer's code on the path of means)."""
         y, _ = self.preprocess(x)
         return _reconstruct(self.params, y, model=self.model)
 
     def sample(self, key: jax.Array, num: int) -> jax.Array:
-        """The likelihood's means at `num` codes drawn from the prior, `[num, *data_shape]`."""
+        """The likelihood's means at `num` codes drawn from the prior (top down through
+        every layer), `[num, *data_shape]`."""
         if not isinstance(num, int | np.integer) or num < 1:
             raise ValueError(f"sample needs a number of samples >= 1; got {num!r}.")
         return _sample(self.params, key, model=self.model, num=int(num))
@@ -265,6 +270,7 @@ class TrainedModel:
         `x_a`, `x_b`: one example each (`data_shape`; returns `[num_steps, *data_shape]`) or
         batches of the same size (returns `[B, num_steps, *data_shape]`).
         """
+        self._one_layer("interpolate")
         single = np.shape(x_a) == self.data_shape
         x_a, x_b = (np.asarray(v)[None] if single else v for v in (x_a, x_b))
         if np.shape(x_a) != np.shape(x_b):
@@ -300,12 +306,13 @@ class TrainedModel:
     def active_units(
         self, x: ArrayLike, *, threshold: float = evaluate.ACTIVE_UNIT_THRESHOLD
     ) -> np.ndarray:
-        """Which latent dimensions are active over `x`: bool `[latent_dim]` (Burda et al. 2015).
+        """Which latent dimensions are active over `x`: bool `[latent_dim]` (Burda et al. 2015);
+        with several layers, every layer's dimensions, z_1's first `[sum(latent_sizes)]`.
 
         A dimension is active when its posterior mean varies over the data: Var_x E_q[z_d] >
         `threshold`. `x` should be a dataset (e.g. the test split), not a few examples.
         """
-        means = np.asarray(self.posterior_mean(x))
+        means = np.concatenate([np.asarray(c) for c in self.codes(x)], axis=1)
         # The evaluation's count, one dimension at a time: one definition of "active".
         return np.array(
             [
@@ -457,7 +464,7 @@ def _check_config_file(workdir: str, member: int | None, saved: dict[str, Any]) 
         )
 
 
-def _build_model(config, data_shape, description, workdir) -> networks.VAE:
+def _build_model(config, data_shape, description, workdir) -> Any:
     if description.get("custom_model"):
         raise ValueError(
             f"{workdir} was trained with a model of its own, not the one its config describes: "
