@@ -353,30 +353,8 @@ class LadderInference:
         )
 
 
-def burda2015_2layer(*, data_shape, likelihood, input_scale: float = 1.0) -> StackedVAE:
-    """Burda et al. 2015, two stochastic layers: x-200-200-z1(100)-100-100-z2(50), tanh,
-    bottom-up inference and a mirrored generative path."""
-    return StackedVAE(
-        latent_sizes=(100, 50),
-        hidden_sizes=((200, 200), (100, 100)),
-        data_shape=tuple(data_shape),
-        likelihood=likelihood,
-        activation="tanh",
-        input_scale=input_scale,
-    )
-
-
-def ladder(
-    *,
-    data_shape,
-    likelihood,
-    latent_sizes: Sequence[int] = (64, 32),
-    hidden_sizes: Sequence[Sequence[int]] = ((512, 512), (256, 256)),
-    activation: str = "tanh",
-    input_scale: float = 1.0,
-) -> LadderVAE:
-    """A ladder VAE with any number of layers (Sonderby et al. 2016)."""
-    return LadderVAE(
+def _made(cls, data_shape, likelihood, latent_sizes, hidden_sizes, activation, input_scale):
+    return cls(
         latent_sizes=tuple(latent_sizes),
         hidden_sizes=tuple(tuple(h) for h in hidden_sizes),
         data_shape=tuple(data_shape),
@@ -396,14 +374,29 @@ def stacked(
     input_scale: float = 1.0,
 ) -> StackedVAE:
     """Bottom-up stochastic layers of any sizes (the general form of `burda2015_2layer`)."""
-    return StackedVAE(
-        latent_sizes=tuple(latent_sizes),
-        hidden_sizes=tuple(tuple(h) for h in hidden_sizes),
-        data_shape=tuple(data_shape),
-        likelihood=likelihood,
-        activation=activation,
-        input_scale=input_scale,
-    )
+    args = (latent_sizes, hidden_sizes, activation, input_scale)
+    return _made(StackedVAE, data_shape, likelihood, *args)
+
+
+def burda2015_2layer(*, data_shape, likelihood, input_scale: float = 1.0) -> StackedVAE:
+    """Burda et al. 2015, two stochastic layers: x-200-200-z1(100)-100-100-z2(50), tanh,
+    bottom-up inference and a mirrored generative path."""
+    sizes = dict(latent_sizes=(100, 50), hidden_sizes=((200, 200), (100, 100)))
+    return stacked(data_shape=data_shape, likelihood=likelihood, input_scale=input_scale, **sizes)
+
+
+def ladder(
+    *,
+    data_shape,
+    likelihood,
+    latent_sizes: Sequence[int] = (64, 32),
+    hidden_sizes: Sequence[Sequence[int]] = ((512, 512), (256, 256)),
+    activation: str = "tanh",
+    input_scale: float = 1.0,
+) -> LadderVAE:
+    """A ladder VAE with any number of layers (Sonderby et al. 2016)."""
+    args = (latent_sizes, hidden_sizes, activation, input_scale)
+    return _made(LadderVAE, data_shape, likelihood, *args)
 
 
 PRESETS: dict[str, Callable[..., _Hierarchy]] = {
