@@ -9,6 +9,13 @@ Each layer's KL is in closed form given the sample above it. A linear KL warm-up
   TFDS_DATA_DIR=../shared/data/tfds python -m experiments.mnist \
       --config=experiments/configs/ladder.py --workdir=runs/ladder
 
+Reached (2026-12-02, commit 0e81854, 2-core CPU shared with test runs, load average 1.9 at the
+end) with `python -m benchmarks.quality --budgets=10 --config=experiments/configs/ladder.py`,
+10 minutes of training on all 60,000 train images: test NLL-5000 85.16, ELBO -89.44, IWAE-50
+-86.06, KL 16.58 + 4.46 + 3.90 nats (z1, z2, z3), active units 64 + 32 + 2, after 145 epochs
+(43,400 steps): 2.1 nats better than the one-layer default's 87.27 in the same time.
+benchmarks/README.md, "Several stochastic layers".
+
 Add a VampPrior at the top with `--config.model.prior=vampprior
 --config.model.prior_components=500`.
 """
