@@ -185,6 +185,11 @@ class VAE(nn.Module):
     def likelihood(self) -> Likelihood:
         return self.decoder.likelihood
 
+    @property
+    def latent_sizes(self) -> tuple[int]:
+        """The one stochastic layer's size (a hierarchical model lists one per layer)."""
+        return (self.encoder.latent_dim,)
+
     def encode(self, x: jax.Array) -> dict[str, jax.Array]:
         return self.encoder(x)
 
@@ -221,7 +226,7 @@ class Bound(tuple):
         self.encode, self.decode = encode, decode
         self.prior = model.apply(variables, method=VAE.prior_distribution)
         self.likelihood, self.posterior = model.likelihood, model.posterior
-        self.latent_sizes = (model.encoder.latent_dim,)
+        self.latent_sizes = model.latent_sizes
         return self
 
     def infer(self, x: jax.Array) -> objectives.OneLayer:

@@ -124,7 +124,7 @@ class TrainedModel:
     @property
     def latent_sizes(self) -> tuple[int, ...]:
         """Each stochastic layer's size, z_1 first (one entry for a one-layer VAE)."""
-        return networks.bind(self.model, self.params).latent_sizes
+        return tuple(self.model.latent_sizes)
 
     @property
     def latent_dim(self) -> int:
