@@ -53,7 +53,7 @@ from vaejax import (
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
-from vaejax.writers import MetricWriter, NullWriter, read_metrics
+from vaejax.writers import MetricWriter, NullWriter, read_metrics, write_json
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +220,8 @@ def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: boo
                 f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
                 f"or the checkpointed run's settings to resume it."
             )
-    if is_primary():
-        with open(path, "w") as f:
-            json.dump(flat, f, indent=2)
+    if is_primary():  # atomically: the other processes of the run read it meanwhile
+        write_json(path, flat)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -729,11 +728,8 @@ def is_primary() -> bool:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    if not is_primary():
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
+    if is_primary():
+        write_json(path, obj)
 
 
 def train_and_evaluate(

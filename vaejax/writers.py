@@ -10,8 +10,11 @@ merging the lines written for that step with later values winning, so steps that
 re-does replace the earlier ones instead of duplicating them. A resumed run may also pass
 `purge_step`, the first step it will write: records (and TensorBoard events) at or after it from
 earlier runs are then hidden even where the new run never reaches them again.
+
+`write_json(path, obj)` writes a whole JSON file atomically (results.json, config.json, ...).
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -26,6 +29,24 @@ from tensorboardX import SummaryWriter
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 _PURGE_KEY = "purge_step"
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    """Writes `obj` as JSON to `path`, atomically: to a temporary file beside it, then renamed.
+
+    A reader (another process of a multi-process run, a resumed run) sees the old file or the
+    whole new one, never a part of it, and a killed writer leaves no partial file.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w") as f:
+            json.dump(obj, f, indent=2, default=str)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _drop_partial_line(path: pathlib.Path) -> None:
