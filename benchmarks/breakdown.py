@@ -15,6 +15,7 @@ that made it, and grouped:
   likelihood    `vaejax/likelihoods.py`: the decoder's log-density and its gradient;
   sample, KL    the reparameterized sample (random bits), the posterior, the prior, the KL;
   network       bias adds, activations and their gradients (`vaejax/networks.py`, Flax);
+  conv lowering the patches and phase shuffles of convolutions run as matmuls (`vaejax/conv.py`);
   data          the batch gathered from the resident training set, dynamic binarization;
   objective     the rest of `vaejax/objectives.py` and `vaejax/train.py` (reductions, metrics);
   copies        buffer copies XLA inserted; other: whatever is left.
@@ -45,6 +46,7 @@ GROUPS = (
     "likelihood",
     "sample, KL",
     "network",
+    "conv lowering",
     "data",
     "objective",
     "copies",
@@ -56,6 +58,7 @@ _FILES = (  # the innermost source file that made an operation -> its group
     ("vaejax/likelihoods.py", "likelihood"),
     ("vaejax/posteriors.py", "sample, KL"),
     ("vaejax/priors.py", "sample, KL"),
+    ("vaejax/conv.py", "conv lowering"),
     ("vaejax/networks.py", "network"),
     ("/flax/linen/", "network"),
     ("vaejax/data.py", "data"),
