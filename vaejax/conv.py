@@ -135,6 +135,9 @@ def conv_transpose2d_as_matmul(
     qh, qw = -(-out_h // sh), -(-out_w // sw)  # outputs per phase, rounded up
     matrix = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, kh * kw * cout)
     z = (x.reshape(-1, cin) @ matrix).reshape(batch, height, width, kh * kw, cout)
+    # Split, not indexed: the gradient of a split is one concatenate, while each index's is a
+    # full-size pad of z, and their sum kh * kw passes over it.
+    taps = [t[:, :, :, 0] for t in jnp.split(z, kh * kw, axis=3)]
     rows = []
     for a in range(sh):
         cols = []
@@ -142,7 +145,7 @@ def conv_transpose2d_as_matmul(
             phase = jnp.zeros((batch, qh, qw, cout), z.dtype)
             for i in (i for i in range(kh) if (top - i - a) % sh == 0):
                 for j in (j for j in range(kw) if (left - j - c) % sw == 0):
-                    tap = _shifted(z[:, :, :, i * kw + j], 1, (a - top + i) // sh, qh)
+                    tap = _shifted(taps[i * kw + j], 1, (a - top + i) // sh, qh)
                     phase = phase + _shifted(tap, 2, (c - left + j) // sw, qw)
             cols.append(phase)
         rows.append(jnp.stack(cols, axis=3))  # [B, qh, qw, sw, Cout]
