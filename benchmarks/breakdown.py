@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 
 from absl import flags
@@ -189,15 +190,19 @@ def breakdown(
     loop.warm_up()
     steps = max(steps // m.steps_per_dispatch, 1) * m.steps_per_dispatch
     loop.run(steps)
-    wall = []
-    for _ in range(repeats):
-        wall.append(1e3 / throughput._vaejax_rate(loop, steps))  # ms per step
+
+    def ms_per_step() -> float:
+        start = time.perf_counter()
+        done = loop.run(steps)  # blocks: it reads each chunk's metrics on the host
+        return 1e3 * (time.perf_counter() - start) / done
+
+    wall = [ms_per_step() for _ in range(repeats)]
     step_fn, step_args = loop.single_step()
     bound_ms = 1e3 * common.matmul_bound(common.matmul_ops(step_fn, *step_args))(max(steps // 4, 1))
 
     trace_dir = os.path.join(dump_dir, f"trace_{m.name}")
     with jax.profiler.trace(trace_dir):
-        traced_ms = 1e3 / throughput._vaejax_rate(loop, steps)
+        traced_ms = ms_per_step()
     (xplane,) = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
     (module,) = (
         set(glob.glob(os.path.join(dump_dir, "*jit_chunk.cpu_after_optimizations.txt"))) - before
