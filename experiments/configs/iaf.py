@@ -13,7 +13,7 @@ than half the CPU) with `python -m benchmarks.quality --budgets=10
 NLL-5000 87.25, ELBO -91.16, IWAE-50 -88.02, 29 active units after 146 epochs (43,700 steps); the
 plain VAE reached 87.27 alone (100,000 steps). With `--budgets=30` (commit 105f738, the CPU
 shared with a test-suite run for most of it): NLL-5000 86.64, ELBO -90.39 after 220 epochs (66,000
-steps; the plain VAE alone: 86.28 after 314,000). Alone (2026-12-02, commits 8199f8c and 77ff976,
+steps; the plain VAE alone: 86.28 after 314,000). Alone (2026-12-02, commits 8199f8c and 57d359e,
 `--budgets=30 [--config.seed=1]`, on a CPU with 2-3x faster matmuls): NLL-5000 85.06 and 85.05
 for seeds 0 and 1, ELBO -88.31 / -88.28, 24 active units, after 298,500 and 317,200 steps.
 benchmarks/README.md, "Open priors and posteriors".

@@ -12,7 +12,7 @@ about 4: half the CPU) with `python -m benchmarks.quality --budgets=10
 --config=experiments/configs/vampprior.py`, 10 minutes of training on all 60,000 train images: test
 NLL-5000 91.53, ELBO -95.50, IWAE-50 -92.35, 13 active units after 76 epochs (22,700 steps). Not
 comparable with the plain VAE's 87.27 measured alone. Alone for 30 minutes (`--budgets=30`,
-2026-12-02, commit 77ff976, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
+2026-12-02, commit d3ecab6, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
 IWAE-50 -88.98, 13 active units after 788 epochs (236,500 steps), 2 nats behind the plain VAE's
 86.28; the paper's KL warm-up is not used here. benchmarks/README.md, "Open priors and
 posteriors".
