@@ -74,7 +74,7 @@ def test_a_figure_that_fails_to_render_leaves_the_old_one_whole(tmp_path, monkey
     before = path.read_bytes()
 
     def full_disk(self, fname, **kwargs):
-        pathlib.Path(fname).write_bytes(PNG_MAGIC + b"partial")  # half written, then:
+        fname.write(PNG_MAGIC + b"partial")  # half written (to the open file), then:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(plots.Figure, "savefig", full_disk)

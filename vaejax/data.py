@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.typing import ArrayLike
 
-from vaejax import cpu_fastpaths
+from vaejax import cpu_fastpaths, writers
 
 PREPROCESSINGS = (
     "dynamic_binarize",
@@ -278,10 +278,9 @@ def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e.get("label", 0) for e in examples], np.int32)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, cache)  # atomic: concurrent readers see the old state or the whole file
+        # Atomic: concurrent readers see the old state or the whole file.
+        with writers.atomic_file(cache, "wb") as f:
+            np.savez(f, images=images, labels=labels)
     return images, labels
 
 

@@ -220,8 +220,7 @@ def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: boo
                 f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
                 f"or the checkpointed run's settings to resume it."
             )
-    if is_primary():  # atomically: the other processes of the run read it meanwhile
-        write_json(path, flat)
+    _write_json(path, flat)  # atomically: the other processes of the run read it meanwhile
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vaejax import writers
+
 # Separator lines and empty tiles, in the [0, 1] display range: mid grey stands apart from both the
 # black background and the white strokes of digit-like images.
 _FILL = 0.5
@@ -115,13 +117,8 @@ def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     if jax.process_index() != 0:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with writers.atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
     return path
 
 

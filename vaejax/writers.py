@@ -11,7 +11,8 @@ re-does replace the earlier ones instead of duplicating them. A resumed run may 
 `purge_step`, the first step it will write: records (and TensorBoard events) at or after it from
 earlier runs are then hidden even where the new run never reaches them again.
 
-`write_json(path, obj)` writes a whole JSON file atomically (results.json, config.json, ...).
+`atomic_file(path)` writes a file atomically (to a temporary file, then renamed); `write_json`
+(results.json, config.json, ...), figures and the decode cache go through it.
 """
 
 import contextlib
@@ -20,8 +21,9 @@ import logging
 import math
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
+from typing import IO
 
 import numpy as np
 from tensorboardX import SummaryWriter
@@ -31,22 +33,28 @@ TENSORBOARD_DIR = "tensorboard"
 _PURGE_KEY = "purge_step"
 
 
-def write_json(path: str | os.PathLike, obj: object) -> None:
-    """Writes `obj` as JSON to `path`, atomically: to a temporary file beside it, then renamed.
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Opens a temporary file beside `path` for writing; on success it is renamed to `path`.
 
     A reader (another process of a multi-process run, a resumed run) sees the old file or the
-    whole new one, never a part of it, and a killed writer leaves no partial file.
+    whole new one, never a part of it; a writer that fails or is killed leaves no partial file.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w") as f:
-            json.dump(obj, f, indent=2, default=str)
+        with tmp.open(mode) as f:
+            yield f
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    """Writes `obj` as JSON to `path`, atomically (`atomic_file`)."""
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=2, default=str)
 
 
 def _drop_partial_line(path: pathlib.Path) -> None:
