@@ -258,6 +258,16 @@ def test_every_config_loads_and_builds(name):
     train.Objective(**config.objective)
 
 
+def test_pixel_features_give_the_mlp_decoder_a_pixel_head():
+    config = test_config.get_config()
+    config.model.update(preset="mlp", hidden_sizes=(8,), latent_dim=2, pixel_features=3)
+    model = experiment.build_model(config.model, (4, 4, 1), likelihoods.Categorical(256))
+    x = np.zeros((2, 4, 4, 1), np.float32)
+    head = networks.init(model, jax.random.key(0), x)["decoder"]["logits"]
+    assert head["features"]["kernel"].shape == (8, 16 * 3)
+    assert head["shared"]["kernel"].shape == (3, 256)
+
+
 @pytest.mark.parametrize(
     "prior, overrides",
     [

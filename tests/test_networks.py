@@ -116,6 +116,34 @@ def test_output_bias_sets_the_initial_mean(arch):
         np.testing.assert_allclose(bias, lik.output_bias(x)["logits"].mean(), rtol=1e-5)
 
 
+def test_pixel_head_is_a_per_pixel_dense_shared_by_all_pixels():
+    lik = L.Categorical(5)
+    shape = (3, 2, 1)
+    dec = N.MLPDecoder((6,), shape, lik, activation="relu", pixel_features=4)
+    z = jnp.asarray(RNG.normal(size=(7, 2)), jnp.float32)
+    params = dec.init(jax.random.key(0), z)["params"]
+    head = params["logits"]
+    assert head["features"]["kernel"].shape == (6, 6 * 4) and head["bias"].shape == (6 * 5,)
+    assert set(head["shared"]) == {"kernel"} and head["shared"]["kernel"].shape == (4, 5)
+    head = {**head, "bias": jnp.asarray(RNG.normal(size=30), jnp.float32)}
+    params = {**params, "logits": head}
+    p = jax.tree.map(np.asarray, params)
+    h = np.maximum(np.asarray(z) @ p["hidden_0"]["kernel"] + p["hidden_0"]["bias"], 0)
+    f = np.maximum(h @ p["logits"]["features"]["kernel"] + p["logits"]["features"]["bias"], 0)
+    f = f.reshape(7, *shape, 4)
+    want = f @ p["logits"]["shared"]["kernel"] + p["logits"]["bias"].reshape(*shape, 5)
+    got = dec.apply({"params": params}, z)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    x = RNG.integers(0, 5, (40, *shape)).astype(np.float32)
+    set_bias = N.set_output_bias({"decoder": params}, lik.output_bias(x))["decoder"]
+    np.testing.assert_allclose(
+        set_bias["logits"]["bias"], lik.output_bias(x)["logits"].reshape(-1), rtol=1e-6
+    )
+    # Params without a class axis keep their plain heads.
+    plain = N.MLPDecoder((6,), shape, L.Bernoulli(), pixel_features=4).init(jax.random.key(0), z)
+    assert set(plain["params"]["logits"]) == {"kernel", "bias"}
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_shared_variance_is_a_decoder_scalar_that_learns(arch):
     lik = L.LearnedGaussian(shared_variance=True)

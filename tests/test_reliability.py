@@ -54,6 +54,7 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
         ("objective.num_samples", 0),
         ("eval.nll_chunk_size", 0),
         ("train.checkpoint_every_steps", 0),
+        ("model.pixel_features", -1),
     ],
 )
 def test_config_values_are_checked_before_any_data_are_read(tmp_path, field, value, monkeypatch):

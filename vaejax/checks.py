@@ -48,6 +48,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_valid": _int_at_least(0),
     "data.num_train": _int_at_least(0, " (0: every train example)"),
     "model.latent_dim": _int_at_least(1),
+    "model.pixel_features": _int_at_least(0, " (0: one plain head per param)"),
     "model.input_scale": _real(lambda v: v > 0, "a finite number > 0"),
     "objective.num_samples": _int_at_least(1),
     "objective.beta": _real(lambda v: v >= 0, "a finite number >= 0"),

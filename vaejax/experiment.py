@@ -106,7 +106,11 @@ def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
         posterior = posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {}))
         kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
         if cfg.preset == "mlp":
-            kwargs |= dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation)
+            kwargs |= dict(
+                hidden_sizes=tuple(cfg.hidden_sizes),
+                activation=cfg.activation,
+                pixel_features=cfg.get("pixel_features", 0),
+            )
         model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
     prior_name = cfg.get("prior", "standard_normal")
     prior = priors.make(

@@ -71,12 +71,19 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z `[B, D]` -> likelihood params for data of shape `[B, *data_shape]`."""
+    """z `[B, D]` -> likelihood params for data of shape `[B, *data_shape]`.
+
+    `pixel_features`: 0 for one plain `nn.Dense` head per param. When > 0, a param with an axis
+    beyond the data's (the categorical's K logits per pixel) gets a `PixelHead` instead: its K
+    values per pixel come from `pixel_features` features of that pixel, not from one layer
+    `hidden x (pixels x K)` wide (200,704 outputs for 8-bit MNIST).
+    """
 
     hidden_sizes: Sequence[int]
     data_shape: tuple[int, ...]
     likelihood: Likelihood
     activation: str = "tanh"
+    pixel_features: int = 0
 
     @nn.compact
     def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
@@ -85,13 +92,36 @@ class MLPDecoder(nn.Module):
         for i, size in enumerate(self.hidden_sizes):
             h = act(nn.Dense(size, name=f"hidden_{i}")(h))
         out = {}
-        for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
+        data_shape = tuple(self.data_shape)
+        for name, shape in self.likelihood.param_shapes(data_shape).items():
             if shape == ():
                 out[name] = _learned_scalar(self, name, z.shape[0])
-                continue
-            flat = nn.Dense(math.prod(shape), name=name)(h)
-            out[name] = flat.reshape(*h.shape[:-1], *shape)
+            elif self.pixel_features and len(shape) > len(data_shape):
+                out[name] = PixelHead(shape, self.pixel_features, self.activation, name=name)(h)
+            else:
+                flat = nn.Dense(math.prod(shape), name=name)(h)
+                out[name] = flat.reshape(*h.shape[:-1], *shape)
         return out
+
+
+class PixelHead(nn.Module):
+    """h `[B, H]` -> `[B, *shape]`, shape = (*pixels, K): each pixel's K values from its own
+    `features` features (`nn.Dense(pixels x features)` and the activation), through one
+    `nn.Dense(K)` shared by every pixel (a 1x1 convolution), plus a bias per pixel and value
+    (flat, so `set_output_bias` sets it to the data's per-pixel marginal)."""
+
+    shape: tuple[int, ...]
+    features: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        *pixels, k = self.shape
+        f = nn.Dense(math.prod(pixels) * self.features, name="features")(h)
+        f = activation(self.activation)(f).reshape(*h.shape[:-1], *pixels, self.features)
+        bias = self.param("bias", nn.initializers.zeros, (math.prod(self.shape),))
+        bias = bias.reshape((1,) * (h.ndim - 1) + self.shape)
+        return nn.Dense(k, use_bias=False, name="shared")(f) + bias
 
 
 def _learned_scalar(module: nn.Module, name: str, batch: int) -> jax.Array:
@@ -288,12 +318,14 @@ def mlp_vae(
     activation: str = "tanh",
     posterior: Posterior = DiagonalGaussian(),
     input_scale: float = 1.0,
+    pixel_features: int = 0,
 ) -> VAE:
-    """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's."""
+    """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's; `pixel_features`
+    as in `MLPDecoder` (e.g. 16 for a categorical over 8-bit levels)."""
     hidden = tuple(hidden_sizes)
     return VAE(
         MLPEncoder(hidden, latent_dim, posterior, activation, input_scale),
-        MLPDecoder(hidden[::-1], tuple(data_shape), likelihood, activation),
+        MLPDecoder(hidden[::-1], tuple(data_shape), likelihood, activation, pixel_features),
     )
 
 

@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.latent_sizes = ()  # stacked / ladder: z_1 first; () the preset's own
     config.model.layer_hidden_sizes = ()  # stacked / ladder: a tuple of widths per layer
     config.model.hidden_sizes = (200, 200)  # preset "mlp" only
+    config.model.pixel_features = 0  # "mlp": > 0, K values per pixel from that pixel's features
     config.model.activation = "tanh"  # presets "mlp", "stacked", "ladder"
     config.model.likelihood = "bernoulli"
     config.model.likelihood_kwargs = ml_collections.ConfigDict()
