@@ -3,8 +3,10 @@
   python -m experiments.mnist --config=experiments/configs/categorical.py --workdir=runs/cat
 
 The encoder sees pixels / 255 (model.input_scale); the loss is exact bits/dim of 8-bit data.
-The conv decoder's 1x1 head gives each pixel its 256 logits from 32 channels; an MLP decoder
-would need a 200 x 200,704 output layer (40M weights, about 1.5 s a step on 2 CPU cores).
+The conv decoder's 1x1 head gives each pixel its 256 logits from 32 channels; one plain MLP
+head would need a 200 x 200,704 output layer (40M weights, about 1.5 s a step on 2 CPU cores).
+An MLP does it with `--config.model.preset=mlp --config.model.pixel_features=16`
+(`networks.PixelHead`, as design question 2, docs/output_likelihoods.md, does).
 
 On CPU its convolutions (and the 1x1 head) run as matmuls (`vaejax.conv`). Trained on a 2-core
 CPU shared with other jobs (load average about 10; 2026-12-01, commit 5e7a080) for 14 minutes:

@@ -21,9 +21,11 @@ scaled ones; NLLs are in the raw features' units (the standardization's log-Jaco
 Writes the results block of docs/output_likelihoods.md, docs/img/questions/output_likelihoods.png
 and docs/img/questions/output_likelihoods_features.png. `--quick` trains `QUICK_VARIANTS` only,
 on synthetic data, into <workdir>/docs by default.
-Estimate on 2 cores: about 1 minute for each MNIST likelihood but the categorical (5 epochs),
-4-5 minutes for the categorical (2 epochs at ~0.2 s a step for its 200,704 logits per image,
-NLL-100 on 2000 test images), about 30 s for each tabular model: 10-11 minutes in all.
+Measured on 2 cores (2026-12-02, the CPU that reports itself as "Intel(R) Xeon(R) Processor"):
+12-20 s of training for each MNIST likelihood but the categorical (5 epochs); 6 minutes for the
+categorical (2 epochs at ~0.3 s a step for its 200,704 logits per image) and 2.5 more for its
+NLL-100 on 2000 test images; seconds for each tabular model. About 20 minutes in all, the first
+decoding of MNIST and other jobs on the CPU included.
 """
 
 from __future__ import annotations
