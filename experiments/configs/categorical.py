@@ -17,7 +17,7 @@ IWAE-50 -772.32, NLL-200 770.25 nats, **1.42 bits/dim** (exact for 8-bit data), 
 32 units active: the code is in use, not collapsed (validation ELBO -786.85). The earlier smoke
 run (commit a59c7bb, 200 steps, 200 test images) reached NLL-100 831.88 nats, 1.53 bits/dim.
 For 15 minutes on a CPU with 2-3x faster matmuls ("Intel(R) Xeon(R) Processor", 2026-12-02,
-commit 9ae600e, alone but for another job in its first 4 minutes), the same command with
+commit a3741a0, alone but for another job in its first 4 minutes), the same command with
 `--config.train.time_budget_s=900 --workdir=runs/cat_15min` trained 6,200 steps (12.4 epochs,
 about 7 steps/s), then on the first 1,000 test images: ELBO -667.21, IWAE-50 -655.51, NLL-200
 653.81 nats, **1.20 bits/dim**, KL 51.9, 30 of 32 units active (validation ELBO -669.20); its
