@@ -16,6 +16,9 @@ shared with a test-suite run for most of it): NLL-5000 86.64, ELBO -90.39 after 
 steps; the plain VAE alone: 86.28 after 314,000). Alone (2026-12-02, commits 8199f8c and 57d359e,
 `--budgets=30 [--config.seed=1]`, on a CPU with 2-3x faster matmuls): NLL-5000 85.06 and 85.05
 for seeds 0 and 1, ELBO -88.31 / -88.28, 24 active units, after 298,500 and 317,200 steps.
+With `--config.optim.ema_decay=0.999 --config.optim.grad_clip_norm=100` (commit 9ae600e): NLL-5000
+85.06, ELBO -88.12, after 280,100 steps. With a KL warm-up over 10,000 steps (commit bcdbda1) a
+gradient spike at step 68,800 wrecked the run; `optim.grad_clip_norm` guards against that.
 benchmarks/README.md, "Open priors and posteriors".
 """
 
