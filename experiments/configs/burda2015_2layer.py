@@ -14,7 +14,9 @@ images: test NLL-5000 87.12, ELBO -91.27, IWAE-50 -87.98, KL 16.38 + 7.74 nats (
 units 21 + 6, after 128 epochs (38,500 steps; the one-layer default trains about 100,000 steps
 in 10 minutes on a quiet machine and reached 87.27). Alone, on a CPU with 2-3x faster matmuls
 (2026-12-02, commit 92101b4), the same command trained 102,100 steps (340 epochs): NLL-5000
-85.66, ELBO -89.52, IWAE-50 -86.44, KL 16.44 + 7.93, active units 20 + 6. benchmarks/README.md,
+85.66, ELBO -89.52, IWAE-50 -86.44, KL 16.44 + 7.93, active units 20 + 6. With `--budgets=30`,
+alone on that CPU (commit bfba9b8): NLL-5000 84.65, ELBO -88.33, IWAE-50 -85.38, KL 16.49 + 7.83,
+active units 19 + 5, after 1048 epochs (314,300 steps). benchmarks/README.md,
 "Several stochastic layers".
 
 Published (Burda et al. 2015, Table 1, dynamically binarized MNIST, 3280 epochs): VAE 85.33,

@@ -16,7 +16,7 @@ NLL-5000 90.20, ELBO -97.50, IWAE-50 -91.51, 25 active units after 37 epochs (11
 comparable with the plain VAE's 87.27 measured alone: benchmarks/README.md, "Open priors and
 posteriors". With `--budgets=30`, alone, on a CPU with 2-3x faster matmuls (2026-12-02, commit
 2016cc4): NLL-5000 85.69, ELBO -91.93, IWAE-50 -86.70, 25 active units after 449 epochs (134,700
-steps); the plain VAE reached 86.28 in 30 minutes, the IAF 85.05.
+steps); on that CPU the plain VAE reached 86.16 in 30 minutes, the IAF 85.05.
 """
 
 from experiments.configs import mnist
