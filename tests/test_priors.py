@@ -50,6 +50,23 @@ def test_mixture_log_prob_against_float64(scale):
     )
 
 
+def test_mixture_log_prob_of_collapsed_narrow_components_far_from_the_origin():
+    # A VampPrior on an unused layer: every component and the posterior share one mean, far
+    # from 0, with tiny scales. Expanded about the origin, float32 lost nats here.
+    k, d = 5, 16
+    means = np.full((k, d), 60.0) + RNG.normal(size=d)
+    log_scales = -5.0 + 0.1 * RNG.normal(size=(k, d))
+    z = means[:1] + np.exp(log_scales[:1]) * RNG.normal(size=(50, d))
+    mog = priors.MixtureOfGaussians(
+        *(jnp.asarray(a, jnp.float32) for a in (np.zeros(k), means, log_scales))
+    )
+    np.testing.assert_allclose(
+        mog.log_prob(z.astype(np.float32)),
+        _mixture_reference(z.astype(np.float32), np.zeros(k), means, log_scales),
+        atol=2e-3,
+    )
+
+
 def test_mixture_samples_follow_the_weights_and_components():
     logits = jnp.log(jnp.asarray([0.2, 0.8]))
     means = jnp.asarray([[-5.0, 0.0], [5.0, 1.0]])
