@@ -106,9 +106,9 @@ class MixtureOfGaussians(struct.PyTreeNode):
     of samples. The expansion is taken about the precision-weighted mean of the components'
     means, so it cancels only the components' distances from that centre: in float32 it loses
     about 1e-6 of sum_d (m - centre)^2 / s^2 near a narrow component (a few thousandths of a nat
-    for means of 2 and scales of 0.05), and nothing where the components share their means (a
-    collapsed VampPrior, whose means may drift far from 0 with tiny scales: about the origin, that
-    case overestimated log p by nats, and training exploited it).
+    for means of 2 and scales of 0.05). Where the components share one mean, as a collapsed
+    VampPrior's do (far from 0, with tiny scales), that term is 0; about the origin it was about
+    1e8 there, and log p came out nats too high.
     """
 
     logits: jax.Array

@@ -11,9 +11,9 @@ the CPU) with `python -m benchmarks.quality --budgets=10
 --config=experiments/configs/mixture_prior.py`, 10 minutes of training on all 60,000 train images:
 test NLL-5000 88.16, ELBO -92.16, IWAE-50 -88.99, 18 active units after 214 epochs (64,100 steps).
 Not comparable with the plain VAE's 87.27 measured alone: benchmarks/README.md, "Open priors and
-posteriors". Measured before commit d12ebd9, whose
-mixture density no longer overestimates log p(z) in float32 where components collapse far from
-0 (benchmarks/README.md, "Caveat on the mixture and VampPrior rows"); not rerun since.
+posteriors". Measured before commit d12ebd9, whose mixture density no longer overestimates
+log p(z) in float32 where components collapse far from 0 (benchmarks/README.md, "Caveat on the
+mixture and VampPrior rows"); not rerun since.
 """
 
 from experiments.configs import mnist

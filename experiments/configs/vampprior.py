@@ -15,9 +15,9 @@ comparable with the plain VAE's 87.27 measured alone. Alone for 30 minutes (`--b
 2026-12-02, commit d3ecab6, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
 IWAE-50 -88.98, 13 active units after 788 epochs (236,500 steps), 2 nats behind the plain VAE's
 86.28; the paper's KL warm-up is not used here. benchmarks/README.md, "Open priors and
-posteriors". Measured before commit d12ebd9, whose
-mixture density no longer overestimates log p(z) in float32 where components collapse far from
-0 (benchmarks/README.md, "Caveat on the mixture and VampPrior rows"); not rerun since.
+posteriors". Measured before commit d12ebd9, whose mixture density no longer overestimates
+log p(z) in float32 where components collapse far from 0 (benchmarks/README.md, "Caveat on the
+mixture and VampPrior rows"); not rerun since.
 """
 
 from experiments.configs import mnist
