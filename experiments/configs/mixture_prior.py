@@ -10,10 +10,11 @@ Reached (2026-12-02, commit 0dad536, 2-core CPU shared with other jobs, load ave
 the CPU) with `python -m benchmarks.quality --budgets=10
 --config=experiments/configs/mixture_prior.py`, 10 minutes of training on all 60,000 train images:
 test NLL-5000 88.16, ELBO -92.16, IWAE-50 -88.99, 18 active units after 214 epochs (64,100 steps).
-Not comparable with the plain VAE's 87.27 measured alone: benchmarks/README.md, "Open priors and
-posteriors". Measured before commit d12ebd9, whose mixture density no longer overestimates
-log p(z) in float32 where components collapse far from 0 (benchmarks/README.md, "Caveat on the
-mixture and VampPrior rows"); not rerun since.
+Not comparable with the plain VAE's 87.27 measured alone; measured before commit d12ebd9, whose
+mixture density no longer overestimates log p(z) in float32 where components collapse far from 0.
+Rerun alone on the fixed density (2026-12-03, commit 297fd50, AMD EPYC, the plain VAE's CPU):
+NLL-5000 87.88, ELBO -91.82, IWAE-50 -88.70, 18 active units after 272 epochs (81,700 steps),
+0.61 nats behind the plain VAE. benchmarks/README.md, "Open priors and posteriors".
 """
 
 from experiments.configs import mnist

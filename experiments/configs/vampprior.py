@@ -11,13 +11,16 @@ training). Reached (2026-12-02, commit 0dad536, 2-core CPU shared with other job
 about 4: half the CPU) with `python -m benchmarks.quality --budgets=10
 --config=experiments/configs/vampprior.py`, 10 minutes of training on all 60,000 train images: test
 NLL-5000 91.53, ELBO -95.50, IWAE-50 -92.35, 13 active units after 76 epochs (22,700 steps). Not
-comparable with the plain VAE's 87.27 measured alone. Alone for 30 minutes (`--budgets=30`,
-2026-12-02, commit d3ecab6, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
+comparable with the plain VAE's 87.27 measured alone. Rerun alone after commit d12ebd9's fix of
+the mixture density (2026-12-03, commit 297fd50, AMD EPYC, the plain VAE's CPU): NLL-5000 90.77,
+ELBO -94.63, IWAE-50 -91.55, 13 active units after 113 epochs (34,000 steps), 3.5 nats behind
+the plain VAE's 87.27 (100,000 steps). Alone for 30 minutes (`--budgets=30`, 2026-12-02, commit
+d3ecab6, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
 IWAE-50 -88.98, 13 active units after 788 epochs (236,500 steps), 2 nats behind the plain VAE's
 86.28; the paper's KL warm-up is not used here. benchmarks/README.md, "Open priors and
-posteriors". Measured before commit d12ebd9, whose mixture density no longer overestimates
-log p(z) in float32 where components collapse far from 0 (benchmarks/README.md, "Caveat on the
-mixture and VampPrior rows"); not rerun since.
+posteriors". The 30-minute run was measured before commit d12ebd9, whose mixture density no
+longer overestimates log p(z) in float32 where components collapse far from 0
+(benchmarks/README.md, "Caveat on the mixture and VampPrior rows"); not rerun since.
 """
 
 from experiments.configs import mnist
