@@ -14,7 +14,10 @@ Not comparable with the plain VAE's 87.27 measured alone; measured before commit
 mixture density no longer overestimates log p(z) in float32 where components collapse far from 0.
 Rerun alone on the fixed density (2026-12-03, commit 297fd50, AMD EPYC, the plain VAE's CPU):
 NLL-5000 87.88, ELBO -91.82, IWAE-50 -88.70, 18 active units after 272 epochs (81,700 steps),
-0.61 nats behind the plain VAE. benchmarks/README.md, "Open priors and posteriors".
+0.61 nats behind the plain VAE. For 30 minutes (`--budgets=30`, the same day, commit and CPU):
+NLL-5000 86.77, ELBO -90.45, IWAE-50 -87.51, 18 active units after 769 epochs (230,700 steps),
+0.49 nats behind the plain VAE's 86.28 (314,000 steps). benchmarks/README.md, "Open priors and
+posteriors".
 """
 
 from experiments.configs import mnist
