@@ -17,10 +17,11 @@ ELBO -94.63, IWAE-50 -91.55, 13 active units after 113 epochs (34,000 steps), 3.
 the plain VAE's 87.27 (100,000 steps). Alone for 30 minutes (`--budgets=30`, 2026-12-02, commit
 d3ecab6, on a CPU with 2-3x faster matmuls): NLL-5000 88.24, ELBO -91.93,
 IWAE-50 -88.98, 13 active units after 788 epochs (236,500 steps), 2 nats behind the plain VAE's
-86.28; the paper's KL warm-up is not used here. benchmarks/README.md, "Open priors and
-posteriors". The 30-minute run was measured before commit d12ebd9, whose mixture density no
-longer overestimates log p(z) in float32 where components collapse far from 0
-(benchmarks/README.md, "Caveat on the mixture and VampPrior rows"); not rerun since.
+86.28; the paper's KL warm-up is not used here. That run was measured before commit d12ebd9;
+rerun alone on the fixed density (2026-12-03, commit 297fd50, AMD EPYC): NLL-5000 89.03, ELBO
+-92.79, IWAE-50 -89.80, 13 active units after 345 epochs (103,600 steps), 2.75 nats behind the
+plain VAE's 86.28 on that CPU (314,000 steps). benchmarks/README.md, "Open priors and
+posteriors".
 """
 
 from experiments.configs import mnist
