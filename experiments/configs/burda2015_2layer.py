@@ -24,7 +24,8 @@ IWAE k=5 83.89, IWAE k=50 82.90 nats. For IWAE with DReG add
 `--config.objective.name=iwae --config.objective.num_samples=5
 --config.objective.gradient_estimator=dreg`; with `--budgets=30`, alone on an AMD EPYC
 (2026-12-03, commit bbc01aa), that reached NLL-5000 84.96, ELBO -90.44, IWAE-50 -85.90, KL
-12.57 + 11.19, active units 73 + 9, after 147 epochs (44,200 steps). With a VampPrior at the
+12.57 + 11.19, active units 73 + 9, after 147 epochs (44,200 steps); with `--budgets=10` (commit
+6a71be4, the same CPU): NLL-5000 86.84 after 15,500 steps. With a VampPrior at the
 top (`--config.model.prior=vampprior --config.model.prior_components=100`) and `--budgets=30`,
 alone on an AMD EPYC (2026-12-03, commit ac79926): NLL-5000 85.33, ELBO -89.00, IWAE-50 -86.05,
 KL 16.88 + 7.49, active units 19 + 5, after 583 epochs (174,800 steps); with
