@@ -157,3 +157,16 @@ def test_checksum_ignores_nesting_and_exact_widening():
     b = [np.ones(2, np.float64), np.arange(3, dtype=np.int64)]
     assert checkpoints.checksum(a) == checkpoints.checksum(b)
     assert checkpoints.checksum(a) != checkpoints.checksum({**a, "y": np.zeros(2, np.float32)})
+
+
+def test_keep_every_steps_keeps_the_first_step_of_each_interval_and_the_latest_two(tmp_path):
+    saved = [3, 5, 9, 12, 13, 20, 21]
+    with Checkpointer(tmp_path / "curve", keep_every_steps=10) as c:
+        for s in saved:
+            c.save(s, _tree(float(s)))
+        assert c.all_steps() == [3, 12, 20, 21]  # [0, 10): 3; [10, 20): 12; [20, 30): 20
+        np.testing.assert_array_equal(c.restore(_tree(0.0), step=12)["w"], _tree(12.0)["w"])
+    with Checkpointer(tmp_path / "latest") as c:  # the default: the latest two only
+        for s in saved:
+            c.save(s, _tree(float(s)))
+        assert c.all_steps() == [20, 21]

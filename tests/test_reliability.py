@@ -54,6 +54,7 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
         ("objective.num_samples", 0),
         ("eval.nll_chunk_size", 0),
         ("train.checkpoint_every_steps", 0),
+        ("train.keep_checkpoint_every_steps", -1),
         ("model.pixel_features", -1),
     ],
 )

@@ -126,13 +126,21 @@ def _is_bad(e: BaseException) -> bool:
 
 
 class Checkpointer:
-    """Saves and restores a pytree (the train state) under `<workdir>/checkpoints`."""
+    """Saves and restores a pytree (the train state) under `<workdir>/checkpoints`.
 
-    def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 2):
+    Keeps the latest `max_to_keep` steps and, with `keep_every_steps` N > 0, also the first
+    step saved at or after each multiple of N (0, N, 2N, ...): the points of a learning curve
+    (`benchmarks/curve.py`), whatever steps a resumed run happens to save at.
+    """
+
+    def __init__(
+        self, workdir: str | os.PathLike, *, max_to_keep: int = 2, keep_every_steps: int = 0
+    ):
         self._workdir = os.path.abspath(os.fspath(workdir))
+        self._max_to_keep, self._keep_every = max_to_keep, keep_every_steps
         directory = os.path.join(self._workdir, "checkpoints")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=None if keep_every_steps else max_to_keep,  # else `_prune` does
             create=True,
             cleanup_tmp_directories=True,  # remove the partial save of a killed process
             enable_async_checkpointing=False,  # the step is small; keep saves simple and ordered
@@ -183,6 +191,21 @@ class Checkpointer:
                 "the workdir to a larger disk) and rerun with the same --workdir to resume.",
             ) from None
         self._current = step
+        self._prune()
+
+    def _prune(self) -> None:
+        """Deletes the steps neither among the latest `max_to_keep` nor the first at or after
+        a multiple of `keep_every_steps` (only with `keep_every_steps`; else Orbax prunes)."""
+        if not self._keep_every:
+            return
+        steps = self.all_steps()
+        firsts: dict[int, int] = {}
+        for s in steps:  # ascending: the first step of each interval [kN, (k+1)N)
+            firsts.setdefault(s // self._keep_every, s)
+        kept = {*steps[-self._max_to_keep :], *firsts.values()}
+        for s in steps:
+            if s not in kept:
+                self._manager.delete(s)
 
     def _settle(self) -> None:
         """Lets a failed save's writer threads finish (they would otherwise fail again, loudly,

@@ -66,6 +66,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.steps_per_dispatch": _int_at_least(1),
     "train.eval_every_epochs": _int_at_least(1),
     "train.checkpoint_every_steps": _int_at_least(1),
+    "train.keep_checkpoint_every_steps": _int_at_least(0, " (0: only the latest two)"),
     "train.time_budget_s": _real(lambda v: v >= 0, "a finite number >= 0 (0: no budget)"),
     "eval.batch_size": _int_at_least(1),
     "eval.iwae_samples": _int_at_least(0, " (0: skip the IWAE bound)"),

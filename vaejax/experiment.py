@@ -165,6 +165,7 @@ _RESUMABLE = (
     "train.progress_bar",
     "train.time_budget_s",
     "train.checkpoint_every_steps",
+    "train.keep_checkpoint_every_steps",
     "train.eval_every_epochs",
     "data.data_dir",
     "distributed",
@@ -467,7 +468,9 @@ def setup(
         fit_to_budget=fit_to_budget,
     )
     state = _init_state(config, model, run_members, tx, stacked)
-    checkpointer = Checkpointer(workdir)
+    checkpointer = Checkpointer(
+        workdir, keep_every_steps=config.train.get("keep_checkpoint_every_steps", 0)
+    )
     resuming = checkpointer.latest_step() is not None
     settings = config.to_dict() | ({} if members is None else {"members": list(map(dict, members))})
     check_same_training(settings, workdir, resuming=resuming)

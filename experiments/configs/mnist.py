@@ -70,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.steps_per_dispatch = 100  # steps fused in one lax.scan call
     config.train.eval_every_epochs = 1
     config.train.checkpoint_every_steps = 10_000
+    # 0: keep the latest two checkpoints; N: also the first at or after each multiple of N steps
+    # (the points of a learning curve: python -m benchmarks.curve --workdir=...)
+    config.train.keep_checkpoint_every_steps = 0
     config.train.time_budget_s = 0.0  # 0: none; else seconds of training (across resumes)
     # True: the learning-rate schedule runs on training time and ends with time_budget_s (at
     # elapsed t, its rate at step t / budget * num_epochs * steps per epoch); training lasts the
