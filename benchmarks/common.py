@@ -288,6 +288,31 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def line_plot(
+    path: str,
+    x: Sequence[float],
+    lines: dict[str, tuple[Sequence[float], str]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    hlines: dict[str, float] | None = None,
+) -> None:
+    """A small PNG at `path`: each `label: (ys, style)` against `x`, dashed gray `hlines`."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    for label, (ys, style) in lines.items():
+        ax.plot(x, ys, style, label=label)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, ls="--", c="gray", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def parse_flags(fv: flags.FlagValues, argv: Sequence[str]) -> flags.FlagValues:
     """Parses the command line `argv` (program name first) into a benchmark's own `fv`; a bad
     flag is a usage error that shows the benchmark's flags."""

@@ -87,18 +87,12 @@ def run(
 
 
 def _plot(rows: list[dict], path: str, nll_samples: int) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.add_subplot()
-    minutes = [r["train_min"] for r in rows]
-    ax.plot(minutes, [r["nll"] for r in rows], "o-", label=f"test NLL-{nll_samples}")
-    ax.plot(minutes, [-r["elbo"] for r in rows], "s--", label="test -ELBO")
-    ax.set_xlabel("training time (min)")
-    ax.set_ylabel("nats")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    lines = {
+        f"test NLL-{nll_samples}": ([r["nll"] for r in rows], "o-"),
+        "test -ELBO": ([-r["elbo"] for r in rows], "s--"),
+    }
+    x = [r["train_min"] for r in rows]
+    common.line_plot(path, x, lines, xlabel="training time (min)", ylabel="nats")
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues:

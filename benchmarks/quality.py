@@ -89,17 +89,14 @@ def _table(rows: list[dict]) -> str:
 
 
 def _plot(rows: list[dict], path: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.add_subplot()
-    ax.plot([r["train_min"] for r in rows], [r["test_nll"] for r in rows], "o-", label="vaejax")
-    ax.axhline(86.76, ls="--", c="gray", label="Burda et al. VAE (3280 epochs)")
-    ax.set_xlabel("training time (min, 2-core CPU)")
-    ax.set_ylabel("test NLL (nats)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    common.line_plot(
+        path,
+        [r["train_min"] for r in rows],
+        {"vaejax": ([r["test_nll"] for r in rows], "o-")},
+        xlabel="training time (min, 2-core CPU)",
+        ylabel="test NLL (nats)",
+        hlines={"Burda et al. VAE (3280 epochs)": 86.76},
+    )
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
