@@ -116,8 +116,9 @@ def test_resume_matches_an_uninterrupted_run(fake_dir, tmp_path, monkeypatch):
 def test_resume_refuses_other_training_settings(fake_dir, tmp_path):
     workdir = str(tmp_path / "run")
     _, first = experiment.train_and_evaluate(_config(fake_dir), workdir)
-    # Other evaluation settings resume (here: re-evaluate the finished run) ...
-    _, again = experiment.train_and_evaluate(_config(fake_dir, **{"eval.nll_samples": 7}), workdir)
+    # Other evaluation or checkpoint-keeping settings resume (here: re-evaluate the run) ...
+    other = {"eval.nll_samples": 7, "train.keep_checkpoint_every_steps": 4}
+    _, again = experiment.train_and_evaluate(_config(fake_dir, **other), workdir)
     assert again["steps"] == first["steps"] and "nll_7" in again["test"]
     # ... a changed batch size would continue another run's checkpoint: refused, naming it.
     with pytest.raises(ValueError, match=r"'train.batch_size': \(8, 4\).*new --workdir"):
