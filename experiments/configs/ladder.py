@@ -20,7 +20,7 @@ IWAE-50 -84.52, KL 15.79 + 4.05 + 4.10 nats, active units 64 + 32 + 2, after 553
 With `--budgets=100` (2026-12-06, commit 8916c20, an AMD EPYC, alone), 800,200 steps (2667
 epochs): NLL-5000 85.56, ELBO -92.16, IWAE-50 -87.13, 1.8 nats behind the 30-minute run. Its
 curve (`benchmarks/curve.py`) stays near 90 nats while the cosine's rate is above 2e-3 and falls
-only as the rate drops: long budgets need a lower peak rate than this one.
+only as the rate drops: a long budget wants a lower peak rate (not yet tried).
 benchmarks/README.md, "Several stochastic layers".
 
 Add a VampPrior at the top with `--config.model.prior=vampprior
