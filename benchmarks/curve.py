@@ -4,8 +4,11 @@ A run trained with `--config.train.keep_checkpoint_every_steps=N` keeps the firs
 or after each multiple of N steps besides the latest two. This evaluates each kept step on the
 first `--num_test` test images: the ELBO (one sample) and the NLL with `--nll_samples`
 importance samples, with the same images and random numbers at every step, so the curve's
-differences are sharper than the estimates' spread over images. Prints a table (step, epoch,
-training minutes, the bounds) and writes `curve.json` and `curve.png` into the work directory.
+differences are sharper than the estimates' spread over images. Beside them, from the run's
+`metrics.jsonl`: the epoch and the learning rate logged at the step (the rate at the first step
+of the chunk of steps that ended there), and the mean train ELBO logged since the previous kept
+step (the fit to set the test ELBO against). Prints a table and writes `curve.json` and
+`curve.png` into the work directory.
 
   TFDS_DATA_DIR=../shared/data/tfds python -m benchmarks.quality --budgets=240 \
       --config=experiments/configs/ladder.py --config.train.keep_checkpoint_every_steps=80000 \
@@ -30,15 +33,26 @@ from benchmarks import common
 from vaejax.checkpoints import Checkpointer
 
 
-def _epochs(workdir: str) -> dict[int, float]:
-    """step -> the epoch its logged metrics name, from the run's `metrics.jsonl`."""
-    epochs = {}
+def _logged(workdir: str, steps: Sequence[int]) -> dict[int, dict]:
+    """Each of `steps`: the epoch and learning rate its `metrics.jsonl` record names, and the
+    mean train ELBO of the records after the previous of `steps` up to it (None if none)."""
+    by_step = {}  # a resumed run logs its steps after the checkpoint again: the last record wins
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         for line in f:
             record = json.loads(line)
             if "train/epoch" in record:
-                epochs[record["step"]] = record["train/epoch"]
-    return epochs
+                by_step[record["step"]] = record
+    logged, previous = {}, -1
+    for s in sorted(steps):
+        at = by_step.get(s, {})
+        since = [r["train/elbo"] for t, r in by_step.items() if previous < t <= s]
+        logged[s] = {
+            "epoch": at.get("train/epoch"),
+            "learning_rate": at.get("train/learning_rate"),
+            "train_elbo": float(np.mean(since)) if since else None,
+        }
+        previous = s
+    return logged
 
 
 def evaluate_step(
@@ -75,13 +89,13 @@ def run(
         raise FileNotFoundError(f"{workdir} holds no checkpoint: train first.")
     if x is None:
         x = vaejax.load(workdir, step=steps[-1]).read_split("test")[0][:num_test]
-    epochs = _epochs(workdir)
+    logged = _logged(workdir, steps)
     rows = []
     for s in steps:
         numbers = evaluate_step(
             workdir, s, x, nll_samples=nll_samples, batch_size=batch_size, chunk_size=chunk_size
         )
-        rows.append({"step": s, "epoch": epochs.get(s), "train_min": minutes[s], **numbers})
+        rows.append({"step": s, "train_min": minutes[s], **logged[s], **numbers})
         print(f"step {s}: {rows[-1]}", flush=True)
     return rows
 
@@ -93,6 +107,10 @@ def _plot(rows: list[dict], path: str, nll_samples: int) -> None:
     }
     x = [r["train_min"] for r in rows]
     common.line_plot(path, x, lines, xlabel="training time (min)", ylabel="nats")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues:
@@ -111,9 +129,18 @@ def main(argv: Sequence[str]) -> list[dict]:
         print(fv.get_help())
         return []
     rows = run(fv.workdir, num_test=fv.num_test, nll_samples=fv.nll_samples)
-    headers = ["step", "epoch", "training (min)", "test ELBO", f"test NLL-{fv.nll_samples}"]
+    headers = ["step", "epoch", "training (min)", "learning rate", "train ELBO", "test ELBO"]
+    headers.append(f"test NLL-{fv.nll_samples}")
     table = [
-        [r["step"], r["epoch"], f"{r['train_min']:.1f}", f"{r['elbo']:.2f}", f"{r['nll']:.2f}"]
+        [
+            r["step"],
+            _fmt(r["epoch"], ".1f"),
+            f"{r['train_min']:.1f}",
+            _fmt(r["learning_rate"], ".1e"),
+            _fmt(r["train_elbo"], ".2f"),
+            f"{r['elbo']:.2f}",
+            f"{r['nll']:.2f}",
+        ]
         for r in rows
     ]
     print(common.markdown_table(headers, table))

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import curve
 from experiments.configs import test as test_config
@@ -31,7 +32,19 @@ def test_curve_evaluates_each_kept_checkpoint_and_the_model_improves(tmp_path, c
     assert rows[-1]["nll"] < rows[0]["nll"] - 0.5 and rows[-1]["elbo"] > rows[0]["elbo"] + 2.0
     saved = json.loads((tmp_path / "curve.json").read_text())
     assert saved["rows"] == rows and (tmp_path / "curve.png").exists()
-    assert "| step | epoch | training (min) | test ELBO | test NLL-16 |" in capsys.readouterr().out
+    columns = ["step", "epoch", "training (min)", "learning rate", "train ELBO", "test ELBO"]
+    assert "| " + " | ".join([*columns, "test NLL-16"]) + " |" in capsys.readouterr().out
+    # From metrics.jsonl: the rate logged at each step (the cosine falls), and the mean train
+    # ELBO of the records since the previous kept step.
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in records if "train/elbo" in r]
+    rate = {r["step"]: r["train/learning_rate"] for r in records}
+    assert [r["learning_rate"] for r in rows] == [rate[s] for s in kept]
+    assert np.all(np.diff([r["learning_rate"] for r in rows]) < 0)
+    spans = list(zip([-1, *kept[:-1]], kept, strict=True))
+    since = [[r["train/elbo"] for r in records if a < r["step"] <= b] for a, b in spans]
+    assert max(map(len, since)) >= 2
+    assert [r["train_elbo"] for r in rows] == pytest.approx([np.mean(e) for e in since])
     # The same images and noise at every step: evaluating a step again gives the same numbers.
     x = data.synthetic_split("test")[0][:20]
     again = curve.evaluate_step(tmp_path, 54, x, nll_samples=16, batch_size=100, chunk_size=500)
