@@ -17,7 +17,10 @@ Alone on the plain VAE's CPU, an AMD EPYC (2026-12-03, commit 1fd95fa,
 with a test-suite run for most of it): NLL-5000 86.64, ELBO -90.39 after 220 epochs (66,000 steps;
 the plain VAE alone: 86.28 after 314,000). Alone (2026-12-02, commits 8199f8c and 57d359e,
 `--budgets=30 [--config.seed=1]`, on a CPU with 2-3x faster matmuls): NLL-5000 85.06 and 85.05 for
-seeds 0 and 1, ELBO -88.31 / -88.28, 24 active units, after 298,500 and 317,200 steps. With
+seeds 0 and 1, ELBO -88.31 / -88.28, 24 active units, after 298,500 and 317,200 steps. On a
+faster AMD EPYC with AVX-512 (2026-12-06, commits 3d1ea3b and 9bb8972, alone, the same commands
+with `--workdir=runs/q_iaf_30[_seed1]`): NLL-5000 84.83 and 84.92, ELBO -88.01 / -88.15, after
+449,000 and 445,800 steps, against the plain VAE's 85.86 there (704,700 steps). With
 `--config.optim.ema_decay=0.999 --config.optim.grad_clip_norm=100` (commit 9ae600e): NLL-5000 85.06,
 ELBO -88.12, after 280,100 steps. With a KL warm-up over 10,000 steps (commit bcdbda1) a gradient
 spike at step 68,800 wrecked the run; `optim.grad_clip_norm` guards against that. Trained on the
