@@ -19,6 +19,7 @@ step (the fit to set the test ELBO against). Prints a table and writes `curve.js
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sys
@@ -30,28 +31,28 @@ from absl import flags
 
 import vaejax
 from benchmarks import common
+from vaejax import writers
 from vaejax.checkpoints import Checkpointer
 
 
 def _logged(workdir: str, steps: Sequence[int]) -> dict[int, dict]:
-    """Each of `steps`: the epoch and learning rate its `metrics.jsonl` record names, and the
-    mean train ELBO of the records after the previous of `steps` up to it (None if none)."""
-    by_step = {}  # a resumed run logs its steps after the checkpoint again: the last record wins
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            if "train/epoch" in record:
-                by_step[record["step"]] = record
-    logged, previous = {}, -1
+    """Each of `steps`: the epoch and learning rate logged at it, and the mean train ELBO logged
+    after the previous of `steps` up to it (None where nothing was logged). Read with
+    `writers.read_metrics`, so a resumed run's records count once."""
+    train = [r for r in writers.read_metrics(workdir) if "train/epoch" in r]  # sorted by step
+    at_step = {r["step"]: r for r in train}
+    logged_steps = [r["step"] for r in train]
+    logged, lo = {}, 0
     for s in sorted(steps):
-        at = by_step.get(s, {})
-        since = [r["train/elbo"] for t, r in by_step.items() if previous < t <= s]
+        hi = bisect.bisect_right(logged_steps, s)
+        elbos = [r["train/elbo"] for r in train[lo:hi]]
+        at = at_step.get(s, {})
         logged[s] = {
             "epoch": at.get("train/epoch"),
             "learning_rate": at.get("train/learning_rate"),
-            "train_elbo": float(np.mean(since)) if since else None,
+            "train_elbo": float(np.mean(elbos)) if elbos else None,
         }
-        previous = s
+        lo = hi
     return logged
 
 

@@ -49,3 +49,21 @@ def test_curve_evaluates_each_kept_checkpoint_and_the_model_improves(tmp_path, c
     x = data.synthetic_split("test")[0][:20]
     again = curve.evaluate_step(tmp_path, 54, x, nll_samples=16, batch_size=100, chunk_size=500)
     np.testing.assert_allclose([again["elbo"], again["nll"]], [rows[-1]["elbo"], rows[-1]["nll"]])
+
+
+def test_logged_reads_a_resumed_runs_records_once(tmp_path):
+    # Steps 10-35 logged, then a resume from step 20 (purge_step 21) that logs 30 and 40: the
+    # first run's records after step 20 (30 and 35) are dropped, not averaged in.
+    lines = [
+        {"step": s, "train/epoch": s / 10, "train/learning_rate": 1.0 / s, "train/elbo": -s}
+        for s in (10, 20, 30, 35)
+    ]
+    lines += [{"purge_step": 21}]
+    lines += [
+        {"step": s, "train/epoch": s / 10, "train/learning_rate": 2.0 / s, "train/elbo": -2 * s}
+        for s in (30, 40)
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    logged = curve._logged(str(tmp_path), [40, 20])
+    assert logged[20] == {"epoch": 2.0, "learning_rate": 1.0 / 20, "train_elbo": -15.0}
+    assert logged[40] == {"epoch": 4.0, "learning_rate": 2.0 / 40, "train_elbo": -70.0}
