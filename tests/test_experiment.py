@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from experiments.configs import test as test_config
+from vaejax import build, experiment, likelihoods, networks, train
 from vaejax import data as data_lib
-from vaejax import experiment, likelihoods, networks, train
 from vaejax.checkpoints import Checkpointer
 from vaejax.writers import read_metrics
 
@@ -255,14 +255,14 @@ def test_every_config_loads_and_builds(name):
     from vaejax import likelihoods
 
     lik = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-    experiment.build_model(config.model, (28, 28, 1), lik)
+    build.build_model(config.model, (28, 28, 1), lik)
     train.Objective(**config.objective)
 
 
 def test_pixel_features_give_the_mlp_decoder_a_pixel_head():
     config = test_config.get_config()
     config.model.update(preset="mlp", hidden_sizes=(8,), latent_dim=2, pixel_features=3)
-    model = experiment.build_model(config.model, (4, 4, 1), likelihoods.Categorical(256))
+    model = build.build_model(config.model, (4, 4, 1), likelihoods.Categorical(256))
     x = np.zeros((2, 4, 4, 1), np.float32)
     head = networks.init(model, jax.random.key(0), x)["decoder"]["logits"]
     assert head["features"]["kernel"].shape == (8, 16 * 3)
@@ -291,7 +291,7 @@ def test_learned_priors_train_end_to_end(fake_dir, tmp_path, prior, overrides):
     state, results = experiment.train_and_evaluate(config, str(tmp_path / prior))
     assert np.isfinite(results["test"]["nll_20"]) and np.isfinite(results["test"]["elbo"])
     assert "prior" in state.params and "latent_manifold.png" in results["figures"]
-    init = experiment.build_model(config.model, (28, 28, 1), likelihoods.get("bernoulli"))
+    init = build.build_model(config.model, (28, 28, 1), likelihoods.get("bernoulli"))
     first = networks.init(init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
     moved = jax.tree.map(lambda a, b: not np.allclose(a, b), first["prior"], state.params["prior"])
     assert any(jax.tree.leaves(moved))  # the prior learned

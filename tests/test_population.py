@@ -131,12 +131,12 @@ def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monk
     assert (tmp_path / "pop" / "members" / "0" / "metrics.jsonl").exists()
 
     # Rerunning resumes from the final checkpoint: no step is trained twice.
-    again = population.train_and_evaluate_population(config, str(tmp_path / "pop"), members)
+    again = experiment.train_and_evaluate_population(config, str(tmp_path / "pop"), members)
     assert again["steps"] == 10
     np.testing.assert_allclose(again["members"][1]["test"]["elbo"], got["test"]["elbo"])
     # Other members would continue this population's checkpoint: refused, naming them.
     with pytest.raises(ValueError, match=r"'members': .*new --workdir"):
-        population.train_and_evaluate_population(config, str(tmp_path / "pop"), members[:1])
+        experiment.train_and_evaluate_population(config, str(tmp_path / "pop"), members[:1])
 
 
 def test_lone_run_features_work_for_members(fake_dir, tmp_path, monkeypatch):
@@ -255,4 +255,4 @@ def test_members_may_differ_only_in_population_fields():
 def test_per_member_learning_rates_need_a_traceable_schedule(fake_dir, tmp_path):
     config = _config(**{"data.data_dir": fake_dir, "optim.schedule": "exponential"})
     with pytest.raises(ValueError, match="Per-member learning rates need a schedule"):
-        population.train_and_evaluate_population(config, str(tmp_path), MEMBERS[1:3])
+        experiment.train_and_evaluate_population(config, str(tmp_path), MEMBERS[1:3])

@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from experiments.configs import test as test_config
-from vaejax import experiment, likelihoods, sweeps
+from vaejax import build, experiment, likelihoods, sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "experiments" / "sweeps"
@@ -156,7 +156,7 @@ def test_population_trials_report_every_member(tmp_path, monkeypatch):
             out.append(res)
         return {"members": out, "train_time_s": 0.5}
 
-    monkeypatch.setattr(population, "train_and_evaluate_population", fake_population)
+    monkeypatch.setattr(experiment, "train_and_evaluate_population", fake_population)
     sweep = _fake_sweep(None, space={"optim.b1": sweeps.choice(0.5, 0.9)}, population_size=2)
     assert sweep.members() == [{"seed": 0}, {"seed": 1}]
     rows = sweeps.run(sweep, tmp_path)
@@ -359,7 +359,7 @@ def test_every_shipped_sweep_loads_and_builds(name):
     for params in points:
         config = sweep.trial_config(params)
         lik = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-        experiment.build_model(config.model, (28, 28, 1), lik)
+        build.build_model(config.model, (28, 28, 1), lik)
     assert importlib.import_module(f"experiments.sweeps.{name}").get_sweep().metric == sweep.metric
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from vaejax import writers
+from vaejax import files, writers
 
 
 def read_events(workdir) -> list[tuple[int, str, float, bool]]:
@@ -116,7 +116,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
     # A reader while the file is being written (another process of a multi-process run reads
     # train_config.json while process 0 rewrites it) sees the old file whole, never a part.
     path = tmp_path / "run" / "train_config.json"
-    writers.write_json(path, {"old": 1})
+    files.write_json(path, {"old": 1})
     seen = []
     real_dump = json.dump
 
@@ -128,7 +128,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
         f.write(text[len(text) // 2 :])
 
     monkeypatch.setattr(json, "dump", dump_with_a_reader_in_the_middle)
-    writers.write_json(path, {"new": [1, 2, 3], "value": 0.5})
+    files.write_json(path, {"new": [1, 2, 3], "value": 0.5})
     monkeypatch.setattr(json, "dump", real_dump)
     assert seen == [{"old": 1}]
     assert json.loads(path.read_text()) == {"new": [1, 2, 3], "value": 0.5}
@@ -137,10 +137,10 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
 
 def test_write_json_failure_leaves_the_old_file(tmp_path):
     path = tmp_path / "results.json"
-    writers.write_json(path, {"old": 1})
+    files.write_json(path, {"old": 1})
     circular = []
     circular.append(circular)
     with pytest.raises(ValueError, match="Circular"):  # fails half-way through the dump
-        writers.write_json(path, {"fine": 1, "bad": circular})
+        files.write_json(path, {"fine": 1, "bad": circular})
     assert json.loads(path.read_text()) == {"old": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

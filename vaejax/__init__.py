@@ -6,6 +6,8 @@ One ELBO (`vaejax.elbo`), pluggable decoder likelihoods (`vaejax.likelihoods`), 
 back in Python (`vaejax.load`).
 """
 
+import importlib
+
 from vaejax import hierarchical, likelihoods, networks, objectives, posteriors, priors
 from vaejax.likelihoods import (
     Bernoulli,
@@ -19,9 +21,24 @@ from vaejax.networks import VAE, VAEOutput
 from vaejax.objectives import ElboTerms, Terms, elbo, estimate_log_likelihood, iwae_bound
 from vaejax.posteriors import DiagonalGaussian, InverseAutoregressiveFlow, Posterior
 from vaejax.priors import MixtureOfGaussians, Normal, Prior, StandardNormal
-from vaejax.trained import TrainedModel, load
+from vaejax.version import __version__
 
-__version__ = "0.1.0"
+# The application layer, imported on first use: `import vaejax` stays the math and the models.
+_LAZY = {"TrainedModel": "vaejax.trained", "load": "vaejax.trained"}
+_SUBMODULES = ("build", "checkpoints", "data", "evaluate", "experiment", "train", "trained")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:  # e.g. `vaejax.data`, `vaejax.experiment`
+        return importlib.import_module(f"vaejax.{name}")
+    raise AttributeError(f"module 'vaejax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
 
 __all__ = [
     "VAE",

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.typing import ArrayLike
 
-from vaejax import cpu_fastpaths, writers
+from vaejax import cpu_fastpaths, files
 
 PREPROCESSINGS = (
     "dynamic_binarize",
@@ -279,7 +279,7 @@ def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
     labels = np.asarray([e.get("label", 0) for e in examples], np.int32)
     if cache is not None:
         # Atomic: concurrent readers see the old state or the whole file.
-        with writers.atomic_file(cache, "wb") as f:
+        with files.atomic_file(cache, "wb") as f:
             np.savez(f, images=images, labels=labels)
     return images, labels
 

@@ -39,27 +39,22 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vaejax import (
+    build,
     checks,
     evaluate,
-    hierarchical,
     likelihoods,
     networks,
     plots,
     population,
-    posteriors,
-    priors,
     train,
 )
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
-from vaejax.writers import MetricWriter, NullWriter, read_metrics, write_json
+from vaejax.files import write_json
+from vaejax.writers import MetricWriter, NullWriter, read_metrics
 
 log = logging.getLogger(__name__)
-
-# The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
-# refuses a work directory of another format. Bump it when older checkpoints no longer restore.
-FORMAT_VERSION = 1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,105 +66,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, *, step: int | None = None):
         super().__init__(message)
         self.step = step
-
-
-# ---- the config, read into typed library calls
-
-
-def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
-    """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
-    (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
-    pseudo-inputs). A hierarchical preset (`hierarchical.PRESETS`) takes its layers from
-    `cfg.latent_sizes` and `cfg.layer_hidden_sizes` ("stacked", "ladder"; empty: the preset's
-    own) and puts the prior on its top layer."""
-    if cfg.preset not in networks.PRESETS and cfg.preset not in hierarchical.PRESETS:
-        valid = sorted([*networks.PRESETS, *hierarchical.PRESETS])
-        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {valid}.")
-    kwargs: dict[str, Any] = dict(
-        data_shape=tuple(data_shape),
-        likelihood=likelihood,
-        input_scale=cfg.get("input_scale", 1.0),
-    )
-    if cfg.preset in hierarchical.PRESETS:
-        model = hierarchical.build(
-            cfg.preset,
-            activation=cfg.activation,
-            latent_sizes=cfg.get("latent_sizes", ()),
-            hidden_sizes=cfg.get("layer_hidden_sizes", ()),
-            posterior=cfg.posterior,
-            posterior_kwargs=cfg.get("posterior_kwargs"),
-            **kwargs,
-        )
-        posterior = hierarchical.GAUSSIAN
-        latent_dim = model.latent_sizes[-1]
-    else:
-        posterior = posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {}))
-        kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
-        if cfg.preset == "mlp":
-            kwargs |= dict(
-                hidden_sizes=tuple(cfg.hidden_sizes),
-                activation=cfg.activation,
-                pixel_features=cfg.get("pixel_features", 0),
-            )
-        model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
-    prior_name = cfg.get("prior", "standard_normal")
-    prior = priors.make(
-        prior_name,
-        latent_dim=latent_dim,
-        data_shape=tuple(data_shape),
-        posterior=posterior,
-        num_components=cfg.get("prior_components", 1),
-    )
-    return model if prior_name == "standard_normal" else model.clone(prior=prior)
-
-
-def build_schedule(
-    cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int
-) -> optax.Schedule:
-    return train.learning_rate_schedule(
-        cfg.schedule,
-        learning_rate=cfg.learning_rate,
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        end_learning_rate=cfg.get("end_learning_rate"),
-    )
-
-
-def build_optimizer(
-    cfg: ml_collections.ConfigDict,
-    *,
-    total_steps: int,
-    steps_per_epoch: int,
-    rate_from_host: bool = False,
-) -> optax.GradientTransformation:
-    """Adam on the configured schedule, optionally after gradient clipping.
-
-    `rate_from_host`: the state holds the learning rate, set by the training loop
-    (`set_learning_rate`), instead of a schedule of the step count.
-    """
-    schedule = build_schedule(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    if rate_from_host:
-        adam = optax.inject_hyperparams(optax.adam)(
-            learning_rate=schedule(0), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps
-        )
-    else:
-        adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-    if cfg.get("grad_clip_norm"):
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
-    return adam
-
-
-# What may change when a run resumes: how it is watched, evaluated and stopped, not what it trains.
-_RESUMABLE = (
-    "eval.",
-    "train.progress_bar",
-    "train.time_budget_s",
-    "train.checkpoint_every_steps",
-    "train.keep_checkpoint_every_steps",
-    "train.eval_every_epochs",
-    "data.data_dir",
-    "distributed",
-)
 
 
 def set_learning_rate(state: train.TrainState, rate: float | np.ndarray) -> train.TrainState:
@@ -211,8 +107,8 @@ def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: boo
     path = os.path.join(workdir, "train_config.json")
     flat = {
         k: v
-        for k, v in _flatten(json.loads(json.dumps(settings, default=str))).items()
-        if not k.startswith(_RESUMABLE)
+        for k, v in build.flatten(json.loads(json.dumps(settings, default=str))).items()
+        if not k.startswith(build.RESUMABLE)
     }
     if resuming and os.path.exists(path):
         with open(path) as f:
@@ -226,13 +122,6 @@ def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: boo
                 f"or the checkpointed run's settings to resume it."
             )
     _write_json(path, flat)  # atomically: the other processes of the run read it meanwhile
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
 
 
 def to_global(x: Any, sharding: NamedSharding) -> Any:
@@ -348,7 +237,7 @@ def _optimizer(run_cfg, members: list[Member], *, total_steps, steps_per_epoch, 
     optim = run_cfg.optim
     rates = [float(m.config.optim.learning_rate) for m in members]
     if fit_to_budget or len(set(rates)) == 1:
-        return build_optimizer(
+        return build.build_optimizer(
             members[0].config.optim,
             total_steps=total_steps,
             steps_per_epoch=steps_per_epoch,
@@ -364,7 +253,7 @@ def _optimizer(run_cfg, members: list[Member], *, total_steps, steps_per_epoch, 
     def make(learning_rate):
         # A fresh ConfigDict may hold a traced rate; `build_optimizer` only does arithmetic on it.
         cfg = ml_collections.ConfigDict(optim.to_dict() | {"learning_rate": learning_rate})
-        return build_optimizer(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+        return build.build_optimizer(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
 
     return optax.inject_hyperparams(make)(learning_rate=rates[0])
 
@@ -449,14 +338,14 @@ def setup(
     _check_data(run_members, likelihood, preprocessing.noise)
     custom_model = model is not None
     if model is None:
-        model = build_model(config.model, first.train.shape[1:], likelihood)
+        model = build.build_model(config.model, first.train.shape[1:], likelihood)
 
     mesh = train.data_mesh(jax.devices())
     train.check_batch_size(config.train.batch_size, mesh)
     steps_per_epoch = len(first.train) // config.train.batch_size
     total_steps = config.train.num_epochs * steps_per_epoch
     for m in run_members:
-        m.schedule = build_schedule(
+        m.schedule = build.build_schedule(
             m.config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
         )
     stacked = members is not None
@@ -595,7 +484,7 @@ def save(run: Run, step: int, train_time_s: float) -> None:
     """A checkpoint, with the format version and what `vaejax.load` rebuilds each model from."""
     metadata = {
         "train_time_s": train_time_s,
-        "format_version": FORMAT_VERSION,
+        "format_version": build.FORMAT_VERSION,
         "members": [describe_member(run, m) for m in run.members],
     }
     run.checkpointer.save(step, run.state, metadata=metadata)
@@ -780,6 +669,17 @@ def train_and_evaluate(
             _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
         step, train_time = train_loop(run)
         return run.state, finish(run, step, train_time, start_time)
+
+
+def train_and_evaluate_population(
+    config: ml_collections.ConfigDict, workdir: str, members: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Trains one population (`train_and_evaluate(..., members=members)`); its results.
+
+    Returns `{"members": [member i's results, or {"error": ...}], ...}`; the trained, stacked
+    state is `train_and_evaluate`'s first return value.
+    """
+    return train_and_evaluate(config, workdir, members=members)[1]
 
 
 def initialize_distributed() -> None:

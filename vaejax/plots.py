@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vaejax import writers
+from vaejax import files
 
 # Separator lines and empty tiles, in the [0, 1] display range: mid grey stands apart from both the
 # black background and the white strokes of digit-like images.
@@ -117,7 +117,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     if jax.process_index() != 0:
         return path
-    with writers.atomic_file(path, "wb") as f:
+    with files.atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
     return path
 

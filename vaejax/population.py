@@ -57,16 +57,3 @@ def member_configs(
         )
         out.append(cfg)
     return out
-
-
-def train_and_evaluate_population(
-    config: ml_collections.ConfigDict, workdir: str, members: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Trains one population (`experiment.train_and_evaluate(..., members=members)`); its results.
-
-    Returns `{"members": [member i's results, or {"error": ...}], ...}`; the trained, stacked
-    state is `experiment.train_and_evaluate`'s first return value.
-    """
-    from vaejax import experiment  # the loop imports this module
-
-    return experiment.train_and_evaluate(config, workdir, members=members)[1]

@@ -25,12 +25,13 @@ import ml_collections
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax import cpu_fastpaths, evaluate, experiment, likelihoods, networks
+from vaejax import build, cpu_fastpaths, evaluate, likelihoods, networks
 from vaejax import data as data_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.objectives import ElboTerms, elbo
+from vaejax.version import __version__
 
-FORMAT_VERSION = experiment.FORMAT_VERSION
+FORMAT_VERSION = build.FORMAT_VERSION
 
 
 # ---- the jitted cores: pure functions of the parameters
@@ -413,8 +414,6 @@ def _check_format(metadata: dict[str, Any], workdir: str, step: int) -> None:
     version = metadata.get("format_version")
     if version == FORMAT_VERSION and "members" in metadata:
         return
-    from vaejax import __version__
-
     written = (
         f"format version {version}"
         if version is not None
@@ -422,8 +421,8 @@ def _check_format(metadata: dict[str, Any], workdir: str, step: int) -> None:
     )
     raise ValueError(
         f"The checkpoint of step {step} in {workdir} has {written}; this vaejax "
-        f"({__version__}) reads format version {FORMAT_VERSION}. Load it with the vaejax that "
-        "wrote it, or retrain the run with this one."
+        f"({__version__}) reads format version {FORMAT_VERSION}. Load it with the vaejax "
+        "that wrote it, or retrain the run with this one."
     )
 
 
@@ -449,12 +448,12 @@ def _check_config_file(workdir: str, member: int | None, saved: dict[str, Any]) 
     if not os.path.exists(path):
         return
     with open(path) as f:
-        on_disk = experiment._flatten(json.load(f))
-    saved = experiment._flatten(saved)
+        on_disk = build.flatten(json.load(f))
+    saved = build.flatten(saved)
     changed = {
         k: (saved.get(k), on_disk.get(k))
         for k in sorted(saved.keys() | on_disk.keys())
-        if saved.get(k) != on_disk.get(k) and not k.startswith(experiment._RESUMABLE)
+        if saved.get(k) != on_disk.get(k) and not k.startswith(build.RESUMABLE)
     }
     if changed:
         raise ValueError(
@@ -472,7 +471,7 @@ def _build_model(config, data_shape, description, workdir) -> Any:
         )
     cfg = config.model
     likelihood = likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
-    return experiment.build_model(cfg, data_shape, likelihood)
+    return build.build_model(cfg, data_shape, likelihood)
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

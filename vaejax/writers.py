@@ -11,19 +11,16 @@ re-does replace the earlier ones instead of duplicating them. A resumed run may 
 `purge_step`, the first step it will write: records (and TensorBoard events) at or after it from
 earlier runs are then hidden even where the new run never reaches them again.
 
-`atomic_file(path)` writes a file atomically (to a temporary file, then renamed); `write_json`
-(results.json, config.json, ...), figures and the decode cache go through it.
+Files are written atomically (`vaejax.files`).
 """
 
-import contextlib
 import json
 import logging
 import math
 import os
 import pathlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import IO
 
 import numpy as np
 from tensorboardX import SummaryWriter
@@ -31,30 +28,6 @@ from tensorboardX import SummaryWriter
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 _PURGE_KEY = "purge_step"
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Opens a temporary file beside `path` for writing; on success it is renamed to `path`.
-
-    A reader (another process of a multi-process run, a resumed run) sees the old file or the
-    whole new one, never a part of it; a writer that fails or is killed leaves no partial file.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open(mode) as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: str | os.PathLike, obj: object) -> None:
-    """Writes `obj` as JSON to `path`, atomically (`atomic_file`)."""
-    with atomic_file(path) as f:
-        json.dump(obj, f, indent=2, default=str)
 
 
 def _drop_partial_line(path: pathlib.Path) -> None:

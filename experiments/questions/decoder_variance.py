@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.questions import common
-from vaejax import experiment, likelihoods, networks
+from vaejax import build, likelihoods, networks
 from vaejax.writers import read_metrics
 
 EPOCHS = 8
@@ -110,7 +110,7 @@ def run(
         if params is None:  # diverged before its first checkpoint
             rows.append([label, common.diverged_note(r), *["—"] * 3, last_train])
             continue
-        model = experiment.build_model(  # the model train_and_evaluate built from c
+        model = build.build_model(  # the model train_and_evaluate built from c
             c.model, d.train.shape[1:], likelihoods.get(likelihood, **kwargs)
         )
         summary = functools.partial(_sigma_summary, model, params, d.test[:1000])

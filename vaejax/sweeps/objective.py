@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 import optuna
 
+from vaejax import experiment
 from vaejax.sweeps import space, trials
 from vaejax.sweeps.signals import Stop
 from vaejax.sweeps.spec import Sweep
@@ -129,13 +130,11 @@ class TrialObjective:
                 return json.load(f)
         log.info("Trial %d: %s in %s", key, params, trial_dir)
         if sweep.population_size > 1:
-            from vaejax import population
-
             members = sweep.members()
-            return _results(population.train_and_evaluate_population(config, trial_dir, members))
+            return _results(experiment.train_and_evaluate_population(config, trial_dir, members))
         train_fn = sweep.train_fn
         if train_fn is None:
-            from vaejax.experiment import train_and_evaluate as train_fn
+            train_fn = experiment.train_and_evaluate
         return _results(train_fn(config, trial_dir))
 
     def _value(self, trial: optuna.Trial, results: Mapping[str, Any]) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 import ml_collections
 
+from vaejax.population import POPULATION_FIELDS
 from vaejax.sweeps import space as space_lib
 from vaejax.sweeps.space import Choice, Param, Variants
 
@@ -167,9 +168,7 @@ def _check_trials(sweep: Sweep) -> None:
 
 
 def _check_population(sweep: Sweep) -> None:
-    if sweep.population:  # imported only then: it brings in the trainer and its data stack
-        from vaejax.population import POPULATION_FIELDS
-
+    if sweep.population:
         unknown = sorted(set(sweep.population) - set(POPULATION_FIELDS))
         if unknown:
             raise ValueError(

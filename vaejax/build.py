@@ -1,0 +1,122 @@
+"""The models and optimizers a config describes: what the loop trains and `vaejax.load` rebuilds.
+
+Both the training loop (`vaejax.experiment`) and the trained-model loader (`vaejax.trained`)
+build from a config through this module, so a loaded model is the model that was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+import optax
+
+from vaejax import hierarchical, networks, posteriors, priors, train
+
+# The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
+# refuses a work directory of another format. Bump it when older checkpoints no longer restore.
+FORMAT_VERSION = 1
+
+
+def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
+    """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
+    (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
+    pseudo-inputs). A hierarchical preset (`hierarchical.PRESETS`) takes its layers from
+    `cfg.latent_sizes` and `cfg.layer_hidden_sizes` ("stacked", "ladder"; empty: the preset's
+    own) and puts the prior on its top layer."""
+    if cfg.preset not in networks.PRESETS and cfg.preset not in hierarchical.PRESETS:
+        valid = sorted([*networks.PRESETS, *hierarchical.PRESETS])
+        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {valid}.")
+    kwargs: dict[str, Any] = dict(
+        data_shape=tuple(data_shape),
+        likelihood=likelihood,
+        input_scale=cfg.get("input_scale", 1.0),
+    )
+    if cfg.preset in hierarchical.PRESETS:
+        model = hierarchical.build(
+            cfg.preset,
+            activation=cfg.activation,
+            latent_sizes=cfg.get("latent_sizes", ()),
+            hidden_sizes=cfg.get("layer_hidden_sizes", ()),
+            posterior=cfg.posterior,
+            posterior_kwargs=cfg.get("posterior_kwargs"),
+            **kwargs,
+        )
+        posterior = hierarchical.GAUSSIAN
+        latent_dim = model.latent_sizes[-1]
+    else:
+        posterior = posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {}))
+        kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
+        if cfg.preset == "mlp":
+            kwargs |= dict(
+                hidden_sizes=tuple(cfg.hidden_sizes),
+                activation=cfg.activation,
+                pixel_features=cfg.get("pixel_features", 0),
+            )
+        model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
+    prior_name = cfg.get("prior", "standard_normal")
+    prior = priors.make(
+        prior_name,
+        latent_dim=latent_dim,
+        data_shape=tuple(data_shape),
+        posterior=posterior,
+        num_components=cfg.get("prior_components", 1),
+    )
+    return model if prior_name == "standard_normal" else model.clone(prior=prior)
+
+
+def build_schedule(
+    cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int
+) -> optax.Schedule:
+    return train.learning_rate_schedule(
+        cfg.schedule,
+        learning_rate=cfg.learning_rate,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        end_learning_rate=cfg.get("end_learning_rate"),
+    )
+
+
+def build_optimizer(
+    cfg: ml_collections.ConfigDict,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    rate_from_host: bool = False,
+) -> optax.GradientTransformation:
+    """Adam on the configured schedule, optionally after gradient clipping.
+
+    `rate_from_host`: the state holds the learning rate, set by the training loop
+    (`set_learning_rate`), instead of a schedule of the step count.
+    """
+    schedule = build_schedule(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    if rate_from_host:
+        adam = optax.inject_hyperparams(optax.adam)(
+            learning_rate=schedule(0), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps
+        )
+    else:
+        adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    if cfg.get("grad_clip_norm"):
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
+    return adam
+
+
+# What may change when a run resumes: how it is watched, evaluated and stopped, not what it trains.
+RESUMABLE = (
+    "eval.",
+    "train.progress_bar",
+    "train.time_budget_s",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoint_every_steps",
+    "train.eval_every_epochs",
+    "data.data_dir",
+    "distributed",
+)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`: a nested config dict, flattened to dotted names."""
+    out = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
