@@ -69,3 +69,45 @@ def test_the_command_line(workdir, tmp_path):
     subprocess.run(command, check=True, capture_output=True, cwd=root)
     with np.load(out) as saved:
         assert saved["codes"].shape == (80, 2) and saved["labels"].shape == (80,)
+
+
+def test_the_log_names_the_file_written(workdir, tmp_path, run_cli, caplog):
+    out = tmp_path / "codes"  # numpy appends .npz
+    with caplog.at_level("INFO", logger="vaejax"):
+        run_cli(f"--workdir={workdir}", f"--out={out}")
+    assert (tmp_path / "codes.npz").exists() and not out.exists()
+    assert caplog.records[-1].getMessage().endswith(f"to {out}.npz")
+
+
+def test_data_other_than_a_npy_file_is_refused_and_never_unpickled(workdir, tmp_path, run_cli):
+    images = data_lib.synthetic_split("train")[0][:10]
+    out = tmp_path / "codes.npz"
+    np.savez(tmp_path / "x.npz", images=images)
+    with pytest.raises(ValueError, match=r"x\.npz is an \.npz archive, not a \.npy file"):
+        run_cli(f"--workdir={workdir}", f"--data={tmp_path / 'x.npz'}", f"--out={out}")
+
+    marker = tmp_path / "unpickled"
+    (tmp_path / "x.pkl").write_bytes(
+        __import__("pickle").dumps(_Touch(str(marker)))  # would create `marker` if unpickled
+    )
+    with pytest.raises(ValueError, match=r"x\.pkl is not a NumPy \.npy file") as e:
+        run_cli(f"--workdir={workdir}", f"--data={tmp_path / 'x.pkl'}", f"--out={out}")
+    assert "allow_pickle" not in str(e.value)
+
+    np.save(tmp_path / "objects.npy", np.array([_Touch(str(marker))], dtype=object))
+    with pytest.raises(ValueError, match=r"objects\.npy holds Python objects") as e:
+        run_cli(f"--workdir={workdir}", f"--data={tmp_path / 'objects.npy'}", f"--out={out}")
+    assert "allow_pickle" not in str(e.value) and "unsafely" not in str(e.value)
+    with pytest.raises(ValueError, match=r"Cannot read --data=.*missing\.npy"):
+        run_cli(f"--workdir={workdir}", f"--data={tmp_path / 'missing.npy'}", f"--out={out}")
+    assert not marker.exists() and not out.exists()
+
+
+class _Touch:
+    """Creates a file when unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))

@@ -210,6 +210,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_dir, tmp_
     assert Checkpointer(workdir).latest_step() == 4  # the chunk with the NaN was not saved
 
 
+def test_non_finite_loss_before_any_checkpoint_says_there_is_none(fake_dir, tmp_path, monkeypatch):
+    real = train.make_train_chunk
+
+    def poisoned(**kwargs):
+        fn = real(**kwargs)
+
+        def chunk(*args):
+            state, metrics = fn(*args)
+            return state, {**metrics, "loss": metrics["loss"].at[0].set(np.nan)}
+
+        return chunk
+
+    monkeypatch.setattr(train, "make_train_chunk", poisoned)
+    workdir = tmp_path / "nan_at_once"
+    with pytest.raises(experiment.NonFiniteLossError, match=r"at step 1\b") as raised:
+        experiment.train_and_evaluate(_config(fake_dir), str(workdir))
+    message = str(raised.value)
+    assert "No checkpoint was saved yet" in message and "step None" not in message
+    assert "last good checkpoint" not in message
+    assert raised.value.step == 1
+
+
 def test_bad_data_for_the_likelihood_fails_at_start(fake_dir, tmp_path):
     config = _config(fake_dir, **{"data.preprocessing": "unit_interval"})
     with pytest.raises(ValueError, match=r"Bernoulli likelihood needs data in \{0, 1\}"):

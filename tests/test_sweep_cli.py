@@ -170,3 +170,50 @@ def test_a_missing_database_driver_names_the_fix_and_hides_the_password(tmp_path
     with pytest.raises(ValueError, match=r"postgresql\+psycopg2://") as e:
         sweeps.make_storage("postgresql://vaejax:s3cret@127.0.0.1:1/vaejax", tmp_path)
     assert "s3cret" not in str(e.value) and "pip install psycopg2-binary" in str(e.value)
+
+
+@pytest.mark.parametrize("problem", ["syntax_error", "missing"])
+def test_a_bad_or_missing_sweep_file_exits_2_with_one_line_naming_it(tmp_path, problem):
+    path = tmp_path / "broken.py"
+    if problem == "syntax_error":
+        path.write_text("from vaejax import sweeps\n\ndef get_sweep(:\n    pass\n")
+    proc = _command(f"--sweep={path}", f"--workdir={tmp_path / 'sweep'}")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 2, out
+    expected = "line 3 does not run: SyntaxError" if problem == "syntax_error" else "No sweep file"
+    assert str(path) in _last_line(out) and expected in _last_line(out)
+    with pytest.raises(sweeps.SweepFileError, match=expected):
+        sweeps.load_sweep(path)
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("psycopg2") is None, reason="needs psycopg2"
+)
+def test_an_unreachable_database_gives_a_short_message_without_the_password(tmp_path):
+    proc = _command(
+        f"--sweep={ROOT / 'experiments' / 'sweeps' / 'test.py'}",
+        f"--workdir={tmp_path / 'sweep'}",
+        VAEJAX_SWEEP_STORAGE="postgresql+psycopg2://vaejax:s3cret@127.0.0.1:1/vaejax",
+    )
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 3, out
+    assert "s3cret" not in out
+    assert "Cannot connect" in out and "127.0.0.1:1" in out and "server runs" in out
+
+
+@pytest.mark.parametrize(
+    "url", ["vaejax:s3cret@db-host/vaejax", "postgresql+psycopg2://vaejax:s3cret@db-host:port/db"]
+)
+def test_a_malformed_storage_url_shows_the_expected_forms(tmp_path, url):
+    with pytest.raises(ValueError, match="Cannot parse the storage URL") as e:
+        sweeps.make_storage(url, tmp_path)
+    assert "s3cret" not in str(e.value)
+    assert "postgresql+psycopg2://user@host:port/db" in str(e.value)
+    assert "sqlite:///" in str(e.value) and ".journal" in str(e.value)
+
+
+def test_a_missing_storage_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"Cannot read storage_file='.*nofile'"):
+        sweeps.storage_url(storage_file=str(tmp_path / "nofile"))

@@ -14,7 +14,7 @@ import pytest
 import vaejax
 from experiments.configs import test as test_config
 from vaejax import data as data_lib
-from vaejax import experiment
+from vaejax import evaluate, experiment
 from vaejax.checkpoints import Checkpointer
 
 
@@ -242,3 +242,41 @@ def test_a_population_member(tmp_path, raw_test):
         vaejax.load(workdir, member=0).posterior_mean(x),
         vaejax.load(workdir, member=1).posterior_mean(x),
     )
+
+
+def test_a_zero_chunk_size_is_named_chunk_size(run, raw_test):
+    model = vaejax.load(run[0])
+    x, key = raw_test[0][:4], jax.random.key(0)
+    with pytest.raises(ValueError, match=r"chunk_size must be an integer >= 1; got 0"):
+        model.log_likelihood(key, x, num_samples=10, chunk_size=0)
+    with pytest.raises(ValueError, match=r"num_samples must be an integer >= 1; got 0"):
+        model.log_likelihood(key, x, num_samples=0)
+    y, _ = model.preprocess(x)
+    with pytest.raises(ValueError, match=r"^chunk_size must be an integer >= 1; got 0"):
+        evaluate.log_px(model.model, model.params, key, y, num_samples=10, chunk_size=0)
+
+
+@pytest.mark.parametrize(
+    "key, got",
+    [
+        (0, "got int 0"),
+        (np.zeros(3, np.uint32), r"got a uint32 array of shape \(3,\)"),
+        (jax.random.split(jax.random.key(0), 2), r"got a key<fry> array of shape \(2,\)"),
+    ],
+    ids=["int", "wrong-shape", "batch-of-keys"],
+)
+def test_a_key_that_is_not_a_jax_random_key_is_refused_up_front(run, raw_test, key, got):
+    model = vaejax.load(run[0])
+    x = raw_test[0][:4]
+    expected = r"key must be a jax\.random\.key\(\.\.\.\) or PRNGKey array.*" + got
+    for call in (
+        lambda: model.elbo(key, x),
+        lambda: model.log_likelihood(key, x, num_samples=4),
+        lambda: model.sample(key, 2),
+        lambda: model.preprocess(x, key),
+    ):
+        with pytest.raises(ValueError, match=expected):
+            call()
+    # Both kinds of key still work.
+    assert model.elbo(jax.random.PRNGKey(0), x).elbo.shape == (4,)
+    assert model.elbo(jax.random.key(0), x).elbo.shape == (4,)

@@ -450,10 +450,17 @@ def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> Non
         summary["train/learning_rate"] = rates[i]  # at the chunk's first step
         m.writer.write_scalars(step, summary)
     if all(m.error is not None for m in run.members):
+        good = run.checkpointer.latest_good_step()
+        if good is None:
+            kept = f"No checkpoint was saved yet in {run.checkpointer.directory}."
+        else:
+            kept = (
+                f"The last good checkpoint (step {good}), read back and verified, "
+                f"is kept in {run.checkpointer.directory}."
+            )
         raise NonFiniteLossError(
-            f"{'; '.join(m.error for m in run.members)}; training stopped. The last good "
-            f"checkpoint (step {run.checkpointer.latest_good_step()}), read back and verified, "
-            f"is kept in {run.checkpointer.directory}. Lower the learning rate or check the data.",
+            f"{'; '.join(m.error for m in run.members)}; training stopped. {kept} "
+            "Lower the learning rate or check the data.",
             step=min(m.error_step for m in run.members),
         )
 

@@ -413,7 +413,7 @@ def estimate_log_likelihood(
     (Burda et al. 2015, Sec. 5: 5000 samples).
     """
     _check_num_samples(num_samples)
-    _check_num_samples(chunk_size)
+    _check_num_samples(chunk_size, "chunk_size")
     inference = _infer(key, x, model, encode, decode, likelihood, posterior, prior)
     chunk_size = min(chunk_size, num_samples)
     num_chunks, remainder = divmod(num_samples, chunk_size)

@@ -377,6 +377,6 @@ def check_key(key: jax.Array) -> None:
         )
 
 
-def _check_num_samples(num_samples: int) -> None:
+def _check_num_samples(num_samples: int, name: str = "num_samples") -> None:
     if not isinstance(num_samples, int | np.integer) or num_samples < 1:
-        raise ValueError(f"num_samples must be an integer >= 1; got {num_samples!r}.")
+        raise ValueError(f"{name} must be an integer >= 1; got {num_samples!r}.")

@@ -34,6 +34,28 @@ from vaejax.version import __version__
 FORMAT_VERSION = build.FORMAT_VERSION
 
 
+def _check_key(key: Any, method: str) -> None:
+    """Refuses anything but one JAX random key, before JAX fails on it deep inside."""
+    if isinstance(key, jax.Array | np.ndarray):
+        dtype, shape = key.dtype, tuple(key.shape)
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+            return
+        if dtype == np.uint32 and shape in ((2,), (4,)):  # a raw PRNGKey (threefry, rbg)
+            return
+        got = f"a {dtype} array of shape {shape}"
+    else:
+        got = f"{type(key).__name__} {key!r}"
+    raise ValueError(
+        f"{method}: key must be a jax.random.key(...) or PRNGKey array (one key, not a batch); "
+        f"got {got}. Pass e.g. jax.random.key(0)."
+    )
+
+
+def _check_count(value: Any, method: str, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{method}: {name} must be an integer >= 1; got {value!r}.")
+
+
 # ---- the jitted cores: pure functions of the parameters
 
 
@@ -188,6 +210,8 @@ class TrainedModel:
         Returns:
           `(data, key)`: the model's data `[B, *data_shape]` and the key left for the model.
         """
+        if key is not None:
+            _check_key(key, "preprocess")
         x = self.check(x)
         prep = self.preprocessing
         if prep.name == data_lib.NO_PREPROCESSING:
@@ -261,6 +285,7 @@ class TrainedModel:
     def sample(self, key: jax.Array, num: int) -> jax.Array:
         """The likelihood's means at `num` codes drawn from the prior (top down through
         every layer), `[num, *data_shape]`."""
+        _check_key(key, "sample")
         if not isinstance(num, int | np.integer) or num < 1:
             raise ValueError(f"sample needs a number of samples >= 1; got {num!r}.")
         return _sample(self.params, key, model=self.model, num=int(num))
@@ -287,6 +312,8 @@ class TrainedModel:
 
     def elbo(self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1) -> ElboTerms:
         """The ELBO and its terms per example (`ElboTerms` of `[B]` arrays, nats)."""
+        _check_key(key, "elbo")
+        _check_count(num_samples, "elbo", "num_samples")
         y, key = self.preprocess(x, key)
         return _elbo(self.params, key, y, model=self.model, num_samples=num_samples)
 
@@ -298,8 +325,11 @@ class TrainedModel:
         `num_samples` importance samples per example, `chunk_size` of them decoded at a time
         (memory grows with `chunk_size * B`); the estimate the evaluation reports as `nll_k`.
         """
+        _check_key(key, "log_likelihood")
+        _check_count(num_samples, "log_likelihood", "num_samples")
+        _check_count(chunk_size, "log_likelihood", "chunk_size")
         y, key = self.preprocess(x, key)
-        chunk_size = min(chunk_size, num_samples)
+        chunk_size = min(int(chunk_size), int(num_samples))
         return _log_px(
             self.params, key, y, model=self.model, num_samples=num_samples, chunk_size=chunk_size
         )

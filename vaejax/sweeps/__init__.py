@@ -46,7 +46,7 @@ from vaejax.sweeps.space import (
     log_uniform,
     uniform,
 )
-from vaejax.sweeps.spec import Sweep, load_sweep
+from vaejax.sweeps.spec import Sweep, SweepFileError, load_sweep
 from vaejax.sweeps.storage import STORAGE_ENV, make_storage, open_study, storage_url
 from vaejax.sweeps.trials import enqueue_missing, live_trials, recover
 
@@ -58,6 +58,7 @@ __all__ = [
     "Interrupted",
     "Param",
     "Sweep",
+    "SweepFileError",
     "Variants",
     "choice",
     "enqueue_missing",

@@ -189,21 +189,71 @@ def _check_population(sweep: Sweep) -> None:
         raise ValueError(f"population_size must be >= 1; got {sweep.population_size}.")
 
 
+class SweepFileError(ValueError):
+    """A sweep file that is missing, does not run (a syntax error, an exception) or does not
+    define `get_sweep()` returning a `Sweep`."""
+
+
+class MissingSweepFileError(SweepFileError, FileNotFoundError):
+    """No file at the sweep file's path."""
+
+
+def _where_in(path: str, e: BaseException) -> str:
+    """`path, line N` of the innermost frame of `e`'s traceback in the file at `path`."""
+    if isinstance(e, SyntaxError) and e.lineno is not None:
+        return f"{path}, line {e.lineno}"
+    line = None
+    tb = e.__traceback__
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return path if line is None else f"{path}, line {line}"
+
+
+def _problem(e: BaseException) -> str:
+    if isinstance(e, SyntaxError):
+        return f"{type(e).__name__}: {e.msg}"
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def load_sweep(path: str | os.PathLike) -> Sweep:
-    """Calls `get_sweep()` of the sweep file at `path`."""
+    """Calls `get_sweep()` of the sweep file at `path`.
+
+    Raises `SweepFileError` (a ValueError) naming the file and its problem when the file is
+    missing (also a FileNotFoundError), does not run, or its `get_sweep()` fails.
+    """
     path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No sweep file at {path}; see experiments/sweeps/ for examples.")
+    if not os.path.isfile(path):
+        raise MissingSweepFileError(
+            f"No sweep file at {path}; pass the path of a Python file defining get_sweep() "
+            "(see experiments/sweeps/ for examples)."
+        )
     module_name = f"_vaejax_sweep_{pathlib.Path(path).stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # lets functions defined in the file be pickled by name
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(module_name, None)
+        raise SweepFileError(
+            f"The sweep file {_where_in(path, e)} does not run: {_problem(e)}. Fix the file "
+            f"(python {path} shows the full traceback)."
+        ) from e
     if not hasattr(module, "get_sweep"):
-        raise ValueError(f"{path} defines no get_sweep(); it must return a vaejax.sweeps.Sweep.")
-    sweep = module.get_sweep()
+        raise SweepFileError(
+            f"{path} defines no get_sweep(); it must return a vaejax.sweeps.Sweep."
+        )
+    try:
+        sweep = module.get_sweep()
+    except Exception as e:
+        raise SweepFileError(
+            f"get_sweep() of the sweep file {_where_in(path, e)} failed: {_problem(e)}"
+        ) from e
     if not isinstance(sweep, Sweep):
-        raise ValueError(f"{path}: get_sweep() returned {type(sweep).__name__}, not a Sweep.")
+        raise SweepFileError(f"{path}: get_sweep() returned {type(sweep).__name__}, not a Sweep.")
     sweep.source = path
     sweep.name = sweep.name or pathlib.Path(path).stem
     return sweep

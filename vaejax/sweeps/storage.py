@@ -28,24 +28,73 @@ def storage_url(storage: str | None = None, storage_file: str | None = None) -> 
             f"Got both a storage URL and storage_file={storage_file!r}; give one of them."
         )
     if storage_file:
-        with open(os.path.expanduser(storage_file)) as f:
-            lines = [line.strip() for line in f if line.strip()]
+        try:
+            with open(os.path.expanduser(storage_file)) as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except OSError as e:
+            raise ValueError(
+                f"Cannot read storage_file={storage_file!r} ({e.strerror or e}); write the "
+                "storage URL into that file, or pass --storage."
+            ) from None
         if not lines:
             raise ValueError(f"storage_file={storage_file!r} is empty; write the URL into it.")
         return lines[0]
     return storage or os.environ.get(STORAGE_ENV) or None
 
 
+def _mask(url: str) -> str:
+    """An unparsed `url` with whatever precedes its last "@" (user, password) hidden."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if sep else f"***@{url.rsplit('@', 1)[1]}"
+
+
 def redact(url: str | None) -> str:
     """`url` with its password hidden, for messages."""
-    if url is None or "://" not in url:
+    if url is None:
         return str(url)
+    if "://" not in url:
+        return _mask(url)
     import sqlalchemy
 
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url.split("://", 1)[0] + "://***"
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return _mask(url)
+
+
+# What a storage URL looks like, for messages.
+URL_FORMS = (
+    "postgresql+psycopg2://user@host:port/db (the password in --storage_file or "
+    f"${STORAGE_ENV}), sqlite:///path/to/study.db, or a path ending in .journal"
+)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _unreachable(parsed, e: BaseException) -> str:
+    """A short message for a database that cannot be connected to; never the password."""
+    reason = _first_line(e)
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    if parsed.get_backend_name() == "sqlite":
+        where = f"the SQLite file {parsed.database!r}"
+        check = "that its directory exists and is writable"
+    else:
+        port = f":{parsed.port}" if parsed.port else " (default port)"
+        where = f"{parsed.get_backend_name()} at {parsed.host}{port}"
+        check = (
+            "that the server runs and accepts connections from this machine (host, port, "
+            "firewall), and that the user, password and database name are right"
+        )
+    return (
+        f"Cannot connect to the sweep's storage, {where} "
+        f"({parsed.render_as_string(hide_password=True)}): {reason}. Check {check}."
+    )
 
 
 def retry_callback(max_retry: int | None = None):
@@ -77,6 +126,15 @@ def make_storage(url: str | None, workdir: str | os.PathLike) -> optuna.storages
         return optuna.storages.JournalStorage(journal.JournalFileBackend(path))
     if url.startswith(("redis://", "rediss://")):
         return optuna.storages.JournalStorage(journal.JournalRedisBackend(url))
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        parsed.port  # noqa: B018 (a port that is not a number fails here, not when connecting)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise ValueError(
+            f"Cannot parse the storage URL {redact(url)!r} ({_first_line(e)}). Write {URL_FORMS}."
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -86,6 +144,8 @@ def make_storage(url: str | None, workdir: str | os.PathLike) -> optuna.storages
                 grace_period=HEARTBEAT_GRACE_S,
                 heartbeat_stale_trial_callback=retry_callback(HEARTBEAT_MAX_RETRY),
             )
+    except sqlalchemy.exc.OperationalError as e:
+        raise ValueError(_unreachable(parsed, e)) from None
     except ImportError as e:
         raise ValueError(
             f"The storage {redact(url)} needs a database driver that is not installed ({e}). "
