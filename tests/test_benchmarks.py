@@ -9,7 +9,7 @@ import pytest
 from benchmarks import evaluate as evaluate_benchmark
 from benchmarks import population as population_benchmark
 from benchmarks import quality, throughput
-from vaejax import experiment
+from vaejax import budget, experiment
 from vaejax.writers import read_metrics
 
 
@@ -77,7 +77,7 @@ def test_quality_quick_trains_on_the_clock_until_the_budget(capsys, tmp_path, mo
     # A clock that each chunk of 4 steps moves on by 0.5 s: the 0.02-minute (1.2 s) budget is
     # spent after the third chunk, whatever this machine's speed.
     clock = [0.0]
-    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    monkeypatch.setattr(budget, "now", lambda: clock[0])
     run_chunk = experiment.run_chunk
 
     def half_a_second(*args, **kwargs):

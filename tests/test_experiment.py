@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from experiments.configs import test as test_config
-from vaejax import build, experiment, likelihoods, networks, train
+from vaejax import budget, build, experiment, likelihoods, networks, train
 from vaejax import data as data_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.writers import read_metrics
@@ -130,7 +130,7 @@ def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(
 ):
     """The rate follows the schedule by the time spent; the budget, not num_epochs, ends it."""
     clock, rates, calls = [0.0], [], [0]
-    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    monkeypatch.setattr(budget, "now", lambda: clock[0])
     real = train.make_train_chunk
 
     def timed(**kwargs):
@@ -176,13 +176,13 @@ def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(
 
 
 @pytest.mark.parametrize(
-    "budget, fit", [(-1.0, False), (0.0, True)], ids=["negative", "fit-without-budget"]
+    "seconds, fit", [(-1.0, False), (0.0, True)], ids=["negative", "fit-without-budget"]
 )
-def test_bad_time_budgets_are_refused(budget, fit):
+def test_bad_time_budgets_are_refused(seconds, fit):
     train_cfg = test_config.get_config().train
-    train_cfg.time_budget_s, train_cfg.fit_schedule_to_budget = budget, fit
-    with pytest.raises(ValueError, match=f"time_budget_s={budget}, fit_schedule_to_budget={fit}"):
-        experiment.check_time_budget(train_cfg)
+    train_cfg.time_budget_s, train_cfg.fit_schedule_to_budget = seconds, fit
+    with pytest.raises(ValueError, match=f"time_budget_s={seconds}, fit_schedule_to_budget={fit}"):
+        budget.Budget.from_config(train_cfg)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_dir, tmp_path, monkeypatch):

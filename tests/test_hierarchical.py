@@ -11,7 +11,7 @@ from scipy import stats
 
 import vaejax
 from experiments.configs import test as test_config
-from vaejax import checks, experiment, hierarchical, networks, population, priors
+from vaejax import checks, experiment, figures, hierarchical, networks, population, priors
 from vaejax import likelihoods as L
 from vaejax.writers import read_metrics
 
@@ -277,7 +277,7 @@ def test_hierarchical_models_train_through_the_loop(fake_dir, tmp_path, preset):
 
 
 def test_a_population_of_ladders_matches_its_lone_member(fake_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     config = test_config.get_config()
     config.update_from_flattened_dict(
         {

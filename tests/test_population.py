@@ -13,8 +13,8 @@ import optax
 import pytest
 
 from experiments.configs import test as test_config
+from vaejax import budget, experiment, figures, population, train
 from vaejax import data as data_lib
-from vaejax import experiment, population, train
 from vaejax.checkpoints import Checkpointer
 
 # Four seeds; learning rate and beta in pairs, so the lone runs compile two programs, not four.
@@ -113,7 +113,7 @@ def _end_to_end_config(fake_dir, **overrides):
 
 def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monkeypatch):
     # Figures are tested elsewhere; here they only cost time.
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     config = _end_to_end_config(fake_dir)
     members = [MEMBERS[0], {"seed": 0, "optim.learning_rate": 2e-3, "objective.beta": 2.0}]
     state, pop = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=members)
@@ -141,7 +141,7 @@ def test_population_trial_end_to_end_matches_a_lone_run(fake_dir, tmp_path, monk
 
 def test_lone_run_features_work_for_members(fake_dir, tmp_path, monkeypatch):
     """A moving average, no validation split and clipping: member 1 equals its lone run."""
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     overrides = {"optim.ema_decay": 0.9, "data.num_valid": 0, "optim.grad_clip_norm": 1.0}
     config = _end_to_end_config(fake_dir, **overrides)
     members = [MEMBERS[0], MEMBERS[2]]
@@ -159,9 +159,9 @@ def test_lone_run_features_work_for_members(fake_dir, tmp_path, monkeypatch):
 
 def test_schedule_fitted_to_the_time_budget_per_member(fake_dir, tmp_path, monkeypatch):
     """On the training clock, each member's rate follows its own schedule."""
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     clock, rates = [0.0], []
-    monkeypatch.setattr(experiment, "now", lambda: clock[0])
+    monkeypatch.setattr(budget, "now", lambda: clock[0])
     real = train.make_train_chunk
 
     def timed(**kwargs):
@@ -187,7 +187,7 @@ def test_schedule_fitted_to_the_time_budget_per_member(fake_dir, tmp_path, monke
 
 
 def test_a_diverged_member_stops_counting_and_all_diverged_stops(fake_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     real, poison = train.make_train_chunk, [[1]]
 
     def poisoned(**kwargs):
@@ -219,7 +219,7 @@ class _Interrupt(Exception):
 
 
 def test_a_resumed_population_equals_an_uninterrupted_one(fake_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "write_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     config = _end_to_end_config(fake_dir, **{"train.checkpoint_every_steps": 5})
     members = MEMBERS[:2]
     _, straight = experiment.train_and_evaluate(config, str(tmp_path / "straight"), members=members)

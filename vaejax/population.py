@@ -1,27 +1,34 @@
-"""Populations: P VAEs trained at once in one compiled program, vmapped over a member axis.
+"""Members of a run, and populations: P VAEs trained at once, vmapped over a member axis.
 
-Small models leave a big device idle. A population stacks P train states along a leading member
-axis and the train chunk vmaps `train.train_step` over it (`train.make_train_chunk(stacked=True)`),
-so one dispatch trains every member. Members differ in what does not change the program's shapes:
+A lone run has one member. A population stacks P train states along a leading member axis and
+the chunk vmaps `train.train_step` over it (`train.make_train_chunk(stacked=True)`), so one
+dispatch trains every member. Members differ only in what keeps the program's shapes:
 
   seed                 initialisation, data order, binarization noise and evaluation keys;
   optim.learning_rate  via `optax.inject_hyperparams`: each member's optimizer state holds its rate;
   objective.beta       a traced per-member value in the objective.
 
-Everything else (model, likelihood, batch size, schedule shape) is shared. A population is trained
-by the one training loop, `experiment.train_and_evaluate(config, workdir, members=...)`, so each
-member follows exactly the trajectory it follows alone with the same seed and values, up to float
-rounding (tests/test_population.py checks this).
+Each member follows the trajectory it follows alone with the same values, up to float rounding
+(tests/test_population.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from vaejax import build, distributed, networks, train
+from vaejax import data as data_lib
+from vaejax.writers import MetricWriter
 
 # Config fields that may differ between the members of one population.
 POPULATION_FIELDS = ("seed", "optim.learning_rate", "objective.beta")
@@ -57,3 +64,135 @@ def member_configs(
         )
         out.append(cfg)
     return out
+
+
+@dataclasses.dataclass
+class Member:
+    """One trained model of a run: its config, data, keys and output directory."""
+
+    config: ml_collections.ConfigDict
+    data: data_lib.Data
+    workdir: str
+    keys: tuple[jax.Array, jax.Array, jax.Array, jax.Array]  # init, train, data order, eval
+    schedule: optax.Schedule | None = None
+    writer: MetricWriter | None = None
+    error: str | None = None  # why the member stopped counting (a non-finite loss)
+    error_step: int | None = None
+
+    @property
+    def key_eval(self) -> jax.Array:
+        return self.keys[3]
+
+
+def make_members(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    members: Sequence[Mapping[str, Any]] | None,
+    data: data_lib.Data | None,
+) -> list[Member]:
+    """One `Member` per config (a lone run: one); the data are loaded once per distinct seed."""
+    configs = [config] if members is None else member_configs(config, members)
+    datas: dict[int, data_lib.Data] = {}
+    out = []
+    for i, cfg in enumerate(configs):
+        if data is None and cfg.seed not in datas:
+            datas[cfg.seed] = data_lib.load(
+                config.data.name,
+                preprocessing=config.data.preprocessing,
+                data_dir=config.data.get("data_dir"),
+                num_valid=config.data.num_valid,
+                num_train=config.data.get("num_train", 0),
+                seed=cfg.seed,
+            )
+        root = jax.random.key(cfg.seed)
+        out.append(
+            Member(
+                config=cfg,
+                data=data if data is not None else datas[cfg.seed],
+                workdir=workdir if members is None else os.path.join(workdir, "members", str(i)),
+                keys=tuple(jax.random.fold_in(root, k) for k in range(4)),
+            )
+        )
+    return out
+
+
+def optimizer(config, members: list[Member], *, total_steps, steps_per_epoch, fit_to_budget):
+    """The optimizer every member shares; per-member rates, where they differ, live in its state."""
+    rates = [float(m.config.optim.learning_rate) for m in members]
+    if fit_to_budget or len(set(rates)) == 1:
+        return build.build_optimizer(
+            members[0].config.optim,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            rate_from_host=fit_to_budget,
+        )
+    optim = config.optim
+    if optim.schedule not in TRACEABLE_SCHEDULES:
+        raise ValueError(
+            f"Per-member learning rates need a schedule in {TRACEABLE_SCHEDULES}; got "
+            f"{optim.schedule!r} with rates {sorted(set(rates))}. Sweep the rate across "
+            "trials instead, use one rate per population, or fit_schedule_to_budget=True."
+        )
+
+    def make(learning_rate):
+        # A fresh ConfigDict may hold a traced rate; `build_optimizer` only does arithmetic on it.
+        cfg = ml_collections.ConfigDict(optim.to_dict() | {"learning_rate": learning_rate})
+        return build.build_optimizer(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+    return optax.inject_hyperparams(make)(learning_rate=rates[0])
+
+
+def init_state(config, model, members: list[Member], tx, *, stacked: bool) -> train.TrainState:
+    """Member i's state initialised from its own key, as a lone run would be; stacked if needed."""
+    states = []
+    for m in members:
+        train_x = m.data.train
+        bias = model.likelihood.output_bias(train_x) if config.model.output_bias else None
+        ema = config.optim.get("ema_decay", 0.0)
+        state = train.create_train_state(
+            m.keys[0], model, train_x, tx, output_bias=bias, ema_decay=ema
+        )
+        if stacked and isinstance(state.opt_state, optax.InjectStatefulHyperparamsState):
+            state = train.set_learning_rate(state, m.config.optim.learning_rate)
+        states.append(state)
+    return stack(states) if stacked else states[0]
+
+
+def make_chunk(
+    config,
+    model: networks.VAE,
+    members: list[Member],
+    mesh: Mesh,
+    preprocessing: data_lib.Preprocessing,
+    *,
+    stacked: bool,
+) -> Callable[[train.TrainState, np.ndarray], tuple[train.TrainState, dict]]:
+    """`(state, idx [P, n, B]) -> (state, metrics {name: [P, n]})`: the compiled chunk of a lone
+    run (P = 1) or the vmapped chunk of a population."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    # The train split differs between seeds only when it was binarized once per seed.
+    shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
+    train_x = members[0].data.train if shared else np.stack([m.data.train for m in members])
+    train_x, to_global = distributed.to_global(train_x, replicated), distributed.to_global
+    objective = train.Objective(**config.objective)
+    keys = [m.keys[1] for m in members]
+    fn = train.make_train_chunk(
+        model=model,
+        objective=objective,
+        mesh=mesh,
+        data_noise=preprocessing.noise,  # drawn per batch by the train step
+        stacked=stacked,
+        shared_data=shared,
+    )
+    if not stacked:
+        idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+
+        def lone(state, idx):
+            state, metrics = fn(state, train_x, to_global(idx[0], idx_sharding), keys[0])
+            return state, jax.tree.map(lambda a: a[None], metrics)
+
+        return lone
+    idx_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
+    betas = jnp.asarray([train.Objective(**m.config.objective).beta for m in members], jnp.float32)
+    keys = jnp.stack(keys)
+    return lambda state, idx: fn(state, train_x, to_global(idx, idx_sharding), keys, betas)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -269,6 +269,18 @@ def train_step(
     )
     metrics["grad_norm"] = optax.tree.norm(grads)
     return state.apply_gradients(grads=grads), metrics
+
+
+def set_learning_rate(state: TrainState, rate: float | Sequence[float]) -> TrainState:
+    """`state` with the learning rate of an optimizer built with `rate_from_host=True`.
+
+    `rate`: a scalar, or one rate per member of a stacked population state.
+    """
+    current = optax.tree_utils.tree_get(state.opt_state, "learning_rate")
+    rate = np.asarray(rate, current.dtype)
+    rate = rate.reshape(current.shape) if rate.size == current.size else rate
+    rate = jax.device_put(np.broadcast_to(rate, current.shape), current.sharding)
+    return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, learning_rate=rate))
 
 
 def data_mesh(devices: list | None = None) -> Mesh:

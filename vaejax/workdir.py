@@ -1,4 +1,4 @@
-"""A lock on a work directory, held for the life of a training run.
+"""A work directory's guards: one run at a time (a lock), and a resume only of the same training.
 
 Two runs on one workdir would write their checkpoints into one directory, and a rerun would
 resume whichever saved last. `hold(workdir)` takes an exclusive `flock` on `<workdir>/.lock`
@@ -18,6 +18,10 @@ import json
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
+
+from vaejax import build, distributed
+from vaejax.files import write_json
 
 LOCK_NAME = ".lock"
 
@@ -67,3 +71,31 @@ def hold(workdir: str | os.PathLike) -> Iterator[str]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
+    """Records the training settings in `workdir`; refuses to resume a run made with others.
+
+    `settings`: the config as a dict (`config.to_dict()`, plus a population's members).
+    Resuming restores the latest checkpoint, so a changed batch size, schedule or model would
+    silently continue (or, with fewer steps, skip) another run's training.
+    """
+    path = os.path.join(workdir, "train_config.json")
+    flat = {
+        k: v
+        for k, v in build.flatten(json.loads(json.dumps(settings, default=str))).items()
+        if not k.startswith(build.RESUMABLE)
+    }
+    if resuming and os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = {k: (saved.get(k), flat.get(k)) for k in saved.keys() | flat.keys()}
+        changed = {k: v for k, v in sorted(changed.items()) if v[0] != v[1]}
+        if changed:
+            raise ValueError(
+                f"{workdir} holds checkpoints of a run with other training settings "
+                f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
+                f"or the checkpointed run's settings to resume it."
+            )
+    if distributed.is_primary():  # atomically: the other processes of the run read it meanwhile
+        write_json(path, flat)

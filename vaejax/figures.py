@@ -1,0 +1,85 @@
+"""The figures of a trained model: prior samples, reconstructions, curves, 2-D latent maps."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import data as data_lib
+from vaejax import evaluate, networks, plots
+from vaejax.writers import read_metrics
+
+
+def write_figures(
+    model: networks.VAE,
+    params: Any,
+    d: data_lib.Data,
+    workdir: str,
+    key: jax.Array,
+    preprocessing: data_lib.Preprocessing,
+) -> list[str]:
+    """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter.
+
+    Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
+    """
+    bound = networks.bind(model, params)
+    mean_image = jax.jit(lambda z: model.likelihood.mean(bound.decode(z)))
+    shown_mean = lambda params: shown(model.likelihood.mean(params))
+    shown = lambda x: preprocessing.to_pixels(np.asarray(x))
+    images = d.test.ndim in (3, 4)
+    paths = []
+    if images:
+        paths += [
+            plots.save_samples(
+                os.path.join(workdir, "samples.png"),
+                shown_mean(bound.sample_prior(key, 100)),  # from the model's prior, top down
+                value_range=(0, 1),
+            ),
+            plots.save_reconstructions(
+                os.path.join(workdir, "reconstructions.png"),
+                shown(d.test[:20]),
+                shown_mean(bound.reconstruct(jnp.asarray(d.test[:20]))),
+                value_range=(0, 1),
+            ),
+        ]
+    curves = {
+        f"{split}/{m}"
+        for split in ("train", "valid")
+        for m in ("loss", "elbo", "iwae", "log_likelihood", "kl")
+    }
+    records = [
+        {k: v for k, v in r.items() if k == "step" or k in curves} for r in read_metrics(workdir)
+    ]
+    records = [r for r in records if len(r) > 1]
+    if records:
+        paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
+    if bound.latent_sizes != (2,):  # one stochastic layer of two dimensions only
+        return [os.path.basename(str(p)) for p in paths]
+    codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
+    if images:
+        paths.append(
+            plots.save_latent_manifold(
+                os.path.join(workdir, "latent_manifold.png"),
+                lambda z: shown(mean_image(jnp.asarray(z, jnp.float32))),
+                value_range=(0, 1),
+                axes=manifold_axes(bound.prior, codes),
+            )
+        )
+    paths.append(
+        plots.save_latent_scatter(os.path.join(workdir, "latent_codes.png"), codes, d.test_labels)
+    )
+    return [os.path.basename(str(p)) for p in paths]
+
+
+def manifold_axes(prior: Any, codes: np.ndarray, n: int = 20) -> np.ndarray:
+    """The 2-D manifold's grid `[n, 2]`: the prior's quantiles where it has them (equal prior
+    mass per tile), else evenly over the 1st-99th percentiles of the test codes."""
+    u = (np.arange(n) + 0.5) / n
+    if hasattr(prior, "quantile"):
+        return np.asarray(prior.quantile(np.stack([u, u], axis=-1)), np.float32)
+    low, high = np.percentile(codes, [1, 99], axis=0)
+    return (low + u[:, None] * (high - low)).astype(np.float32)
