@@ -3,7 +3,7 @@
   python -m benchmarks.breakdown                      # the 784-500-20 MLP, batch 128
   python -m benchmarks.breakdown --models=burda_b100 --steps=500
 
-vaejax's loop (`benchmarks.throughput.VaejaxLoop`, the chunks `vaejax/experiment.py` runs) is
+vaejax's loop (`benchmarks.loop.VaejaxLoop`, the chunks `vaejax/experiment.py` runs) is
 timed plain, `--repeats` times, then run once under `jax.profiler`. XLA:CPU executes a compiled
 step as a sequence of thunks (a matmul, a fusion of elementwise work, a copy, a gather), each
 recorded by the profiler on the thread that ran it. Each thunk is traced back, through the
@@ -180,13 +180,13 @@ def breakdown(
 ) -> dict:
     import jax
 
-    from benchmarks import throughput
+    from benchmarks import loop as loop_lib
 
-    m = throughput.models()[model_name]
+    m = loop_lib.models()[model_name]
     # Two epochs of whole chunks: one chunk length, so one compiled module names every thunk.
     x = common.synthetic_binary_images(2 * m.batch_size * m.steps_per_dispatch)
     before = set(glob.glob(os.path.join(dump_dir, "*jit_chunk.cpu_after_optimizations.txt")))
-    loop = throughput.VaejaxLoop(m, x, steps_per_dispatch=m.steps_per_dispatch)
+    loop = loop_lib.VaejaxLoop(m, x, steps_per_dispatch=m.steps_per_dispatch)
     loop.warm_up()
     steps = max(steps // m.steps_per_dispatch, 1) * m.steps_per_dispatch
     loop.run(steps)

@@ -10,7 +10,7 @@ other jobs moves them alike. The pairs:
                        `VAE` class and `loss_function`, read from its directory, in its train
                        loop's step (zero_grad, forward, loss, backward, Adam, `loss.item()`); its
                        DataLoader is replaced by slices of a resident tensor (in its favour);
-        vaejax_mlp400  the same architecture in vaejax's loop (`benchmarks.throughput.VaejaxLoop`).
+        vaejax_mlp400  the same architecture in vaejax's loop (`benchmarks.loop.VaejaxLoop`).
   conv  torch_conv     vaejax's conv VAE written in PyTorch (NCHW, `nn.Conv2d` /
                        `nn.ConvTranspose2d` with padding 1 and output padding 1, which is
                        `padding="SAME"` here), one optimizer step per Python iteration;
@@ -54,6 +54,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
+from benchmarks import loop as loop_lib
 
 BATCH, LATENT = 100, 32  # the conv pair
 FLAX_ENV, PYTORCH_ENV = "VAEJAX_FLAX_VAE_DIR", "VAEJAX_PYTORCH_VAE_DIR"
@@ -248,16 +249,15 @@ def torch_conv_rate(x: np.ndarray, seconds: float) -> dict:
 
 
 def vaejax_rate(model: str, x: np.ndarray, seconds: float, *, matmul: bool = True) -> dict:
-    """Steps/s of vaejax's loop on `benchmarks.throughput.models()[model]` and its matmul bound,
+    """Steps/s of vaejax's loop on `benchmarks.loop_lib.models()[model]` and its matmul bound,
     alternating; `matmul=False`: XLA's own convolutions, no bound."""
-    from benchmarks import throughput
     from vaejax import cpu_fastpaths
 
-    spec = throughput.models()[model]
+    spec = loop_lib.models()[model]
     spd = 10 if spec.kind == "conv" else spec.steps_per_dispatch
     side = contextlib.nullcontext if matmul else lambda: cpu_fastpaths.disabled("conv_as_matmul")
     with side():
-        loop = throughput.VaejaxLoop(spec, x, steps_per_dispatch=spd)
+        loop = loop_lib.VaejaxLoop(spec, x, steps_per_dispatch=spd)
         loop.warm_up()
         step_fn, step_args = loop.single_step()
         ops = common.matmul_ops(step_fn, *step_args)

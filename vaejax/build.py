@@ -6,12 +6,15 @@ build from a config through this module, so a loaded model is the model that was
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import ml_collections
+import numpy as np
 import optax
 
-from vaejax import hierarchical, networks, posteriors, priors, train
+from vaejax import hierarchical, likelihoods, networks, posteriors, priors, train
 
 # The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
 # refuses a work directory of another format. Bump it when older checkpoints no longer restore.
@@ -65,6 +68,11 @@ def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
     return model if prior_name == "standard_normal" else model.clone(prior=prior)
 
 
+def build_likelihood(cfg: ml_collections.ConfigDict) -> Any:
+    """`cfg.likelihood` (a name of `likelihoods.names()`) with `cfg.likelihood_kwargs`."""
+    return likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
+
+
 def build_schedule(
     cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int
 ) -> optax.Schedule:
@@ -99,6 +107,26 @@ def build_optimizer(
     if cfg.get("grad_clip_norm"):
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
     return adam
+
+
+def describe(
+    config: ml_collections.ConfigDict,
+    train_x: np.ndarray,
+    preprocessing: Any,
+    *,
+    custom_model: Any = None,
+) -> dict[str, Any]:
+    """What a trained model was built from, as JSON (a checkpoint's metadata, for `vaejax.load`):
+    the config, the shape and dtype of its data after `preprocessing`, and a custom model's repr.
+    """
+    description = {
+        "config": config.to_dict(),
+        "data_shape": list(train_x.shape[1:]),
+        "data_dtype": str(train_x.dtype),
+        "preprocessing": dataclasses.asdict(preprocessing),
+        "custom_model": None if custom_model is None else repr(custom_model),
+    }
+    return json.loads(json.dumps(description, default=str))
 
 
 # What may change when a run resumes: how it is watched, evaluated and stopped, not what it trains.

@@ -308,6 +308,16 @@ class Checkpointer:
             return s
         return None
 
+    def kept(self) -> str:
+        """What a stopped run leaves to resume from, in a sentence."""
+        good = self.latest_good_step()
+        if good is None:
+            return f"No checkpoint was saved yet in {self.directory}."
+        return (
+            f"The last good checkpoint (step {good}), read back and verified, "
+            f"is kept in {self.directory}."
+        )
+
     def _bad_dir(self) -> str:
         return os.path.join(self._workdir, "bad_checkpoints")
 

@@ -18,8 +18,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from vaejax import build, hierarchical, likelihoods, networks, population, posteriors, train
 from vaejax import data as data_lib
-from vaejax import hierarchical, likelihoods, networks, population, posteriors, train
 
 
 class ConfigError(ValueError):
@@ -317,14 +317,11 @@ def check_run(
     check_config(
         config, members=members, custom_model=model is not None, custom_data=data is not None
     )
-    if model is not None:
-        likelihood = model.likelihood
-    else:
-        likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
+    likelihood = model.likelihood if model is not None else build.build_likelihood(config.model)
     if data is not None and (data.preprocessing or "preprocessing" in data.info):
         preprocessing = data.preprocessing or data_lib.Preprocessing(data.info["preprocessing"])
         name, binary = preprocessing.name, preprocessing.max_value == 1
     else:
         name = config.data.preprocessing
-        binary = data is None and config.data.name in data_lib._BINARY_DATASETS
+        binary = data is None and config.data.name in data_lib.BINARY_DATASETS
     check_likelihood_fits(likelihood, name, binary=binary)

@@ -53,7 +53,7 @@ SYNTHETIC = "synthetic"
 _SYNTHETIC_SIZES = {"train": 240, "test": 80}
 
 # Datasets stored as {0, 1} rather than 0..255.
-_BINARY_DATASETS = frozenset({"binarized_mnist"})
+BINARY_DATASETS = frozenset({"binarized_mnist"})
 
 # 16 bits of noise per pixel, two pixels per 32-bit word (see `binarize`).
 _NOISE_LEVELS = 1 << 16
@@ -481,7 +481,7 @@ def load(
     if num_train:
         train, train_labels = train[:num_train], train_labels[:num_train]
 
-    prep = Preprocessing(preprocessing, max_value=1 if name in _BINARY_DATASETS else 255)
+    prep = Preprocessing(preprocessing, max_value=1 if name in BINARY_DATASETS else 255)
     prep = prep.fit(train)
     info: dict[str, Any] = {
         "name": name,

@@ -136,8 +136,11 @@ def evaluate_test(
     nll_samples: int = 5000,
     nll_chunk_size: int = 500,
     batch_size: int = 100,
+    preprocessing: data_lib.Preprocessing | None = None,
 ) -> dict[str, Any]:
-    """Final numbers on a test set: ELBO, IWAE-k, log p(x) estimate (nats), KL, active units."""
+    """Final numbers on a test set: ELBO, IWAE-k, log p(x) estimate (nats), KL, active units;
+    with the data's `preprocessing`, the estimate in bits per 8-bit dimension too, where defined.
+    """
     k_elbo, k_iwae, k_nll = jax.random.split(key, 3)
     terms = elbo_terms(model, params, x, k_elbo, batch_size=max(batch_size, 1000))
     out: dict[str, Any] = {k: float(terms[k].mean()) for k in ("elbo", "log_likelihood", "kl")}
@@ -160,5 +163,9 @@ def evaluate_test(
             )
             log_px = float(_batched(fn, x, k, batch_size)["log_px"].mean())
             out[name] = -log_px if name.startswith("nll") else log_px
+    if nll_samples and preprocessing is not None:
+        bpd = bits_per_dim(out[f"nll_{nll_samples}"], int(np.prod(x.shape[1:])), preprocessing)
+        if bpd is not None:
+            out["bits_per_dim"] = bpd
     out["num_examples"] = len(x)
     return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vaejax import (
@@ -34,16 +32,16 @@ from vaejax import (
     distributed,
     evaluate,
     figures,
-    likelihoods,
     networks,
     population,
     train,
+    writers,
 )
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
+from vaejax.distributed import is_primary
 from vaejax.files import write_json
-from vaejax.writers import MetricWriter, NullWriter
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +55,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, *, step: int | None = None):
         super().__init__(message)
         self.step = step
-
-
-def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
-    """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
-    return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
 
 
 @dataclasses.dataclass
@@ -98,41 +91,27 @@ def setup(
     checks.check_run(config, model=model, data=data, members=members)  # before any data are read
     os.makedirs(workdir, exist_ok=True)
     time_budget = budget.Budget.from_config(config.train)
+    batch_size = config.train.batch_size  # shared by every member
     run_members = population.make_members(config, workdir, members, data)
     first = run_members[0].data
     preprocessing = first.preprocessing or data_lib.Preprocessing(config.data.preprocessing)
     custom_model = model is not None
-    if model is None:
-        likelihood = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-    else:
-        likelihood = model.likelihood
+    likelihood = model.likelihood if custom_model else build.build_likelihood(config.model)
     for m in run_members:  # every split, on the host, before any compilation
-        d = m.data
-        checks.check_splits(
-            {"train": d.train, "valid": d.valid, "test": d.test},
-            likelihood,
-            noise=preprocessing.noise,
-            batch_size=m.config.train.batch_size,
-        )
+        splits = {"train": m.data.train, "valid": m.data.valid, "test": m.data.test}
+        checks.check_splits(splits, likelihood, noise=preprocessing.noise, batch_size=batch_size)
     if model is None:
         model = build.build_model(config.model, first.train.shape[1:], likelihood)
 
     mesh = train.data_mesh(jax.devices())
-    train.check_batch_size(config.train.batch_size, mesh)
-    steps_per_epoch = len(first.train) // config.train.batch_size
+    train.check_batch_size(batch_size, mesh)
+    steps_per_epoch = len(first.train) // batch_size
     total_steps = config.train.num_epochs * steps_per_epoch
+    steps = dict(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     for m in run_members:
-        m.schedule = build.build_schedule(
-            m.config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
-        )
+        m.schedule = build.build_schedule(m.config.optim, **steps)
     stacked = members is not None
-    tx = population.optimizer(
-        config,
-        run_members,
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        fit_to_budget=time_budget.fit_schedule,
-    )
+    tx = population.optimizer(config, run_members, **steps, fit_to_budget=time_budget.fit_schedule)
     state = population.init_state(config, model, run_members, tx, stacked=stacked)
     checkpointer = Checkpointer(
         workdir, keep_every_steps=config.train.get("keep_checkpoint_every_steps", 0)
@@ -186,25 +165,17 @@ def run_chunk(run: Run, step: int, elapsed: float, perms: np.ndarray) -> tuple[i
     else:
         rates = [float(m.schedule(step)) for m in run.members]
     offset = step % run.steps_per_epoch
-    n = chunk_size(offset, run.steps_per_epoch, run.config.train.steps_per_dispatch)
+    n = train.chunk_size(offset, run.steps_per_epoch, run.config.train.steps_per_dispatch)
     run.state, metrics = run.chunk(run.state, perms[:, offset : offset + n])
     return n, jax.device_get(metrics), rates  # the one host read per chunk: {name: [P, n]}
 
 
 def epoch_perms(run: Run, epoch: int) -> np.ndarray:
     """Each member's shuffled batches of `epoch`, `[P, steps_per_epoch, B]`."""
-    return np.stack(
-        [
-            np.asarray(
-                data_lib.epoch_permutation(
-                    jax.random.fold_in(m.keys[2], epoch),
-                    len(m.data.train),
-                    run.config.train.batch_size,
-                )
-            )
-            for m in run.members
-        ]
+    perm = lambda m: data_lib.epoch_permutation(
+        jax.random.fold_in(m.keys[2], epoch), len(m.data.train), run.config.train.batch_size
     )
+    return np.stack([perm(m) for m in run.members])
 
 
 def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> None:
@@ -228,16 +199,9 @@ def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> Non
         summary["train/learning_rate"] = rates[i]  # at the chunk's first step
         m.writer.write_scalars(step, summary)
     if all(m.error is not None for m in run.members):
-        good = run.checkpointer.latest_good_step()
-        if good is None:
-            kept = f"No checkpoint was saved yet in {run.checkpointer.directory}."
-        else:
-            kept = (
-                f"The last good checkpoint (step {good}), read back and verified, "
-                f"is kept in {run.checkpointer.directory}."
-            )
         raise NonFiniteLossError(
-            f"{'; '.join(m.error for m in run.members)}; training stopped. {kept} "
+            f"{'; '.join(m.error for m in run.members)}; training stopped. "
+            f"{run.checkpointer.kept()} "
             "Lower the learning rate or check the data.",
             step=min(m.error_step for m in run.members),
         )
@@ -253,24 +217,20 @@ def validate(run: Run, step: int) -> None:
             log.info("epoch %d step %d: %s", step // run.steps_per_epoch, step, valid)
 
 
-def describe_member(run: Run, m: population.Member) -> dict[str, Any]:
-    """What member `m`'s model was built from, as JSON: config, data shape and preprocessing."""
-    description = {
-        "config": m.config.to_dict(),
-        "data_shape": list(m.data.train.shape[1:]),
-        "data_dtype": str(m.data.train.dtype),  # the model's data, after preprocessing
-        "preprocessing": dataclasses.asdict(m.data.preprocessing or run.preprocessing),
-        "custom_model": repr(run.model) if run.custom_model else None,
-    }
-    return json.loads(json.dumps(description, default=str))
-
-
 def save(run: Run, step: int, train_time_s: float) -> None:
     """A checkpoint, with the format version and what `vaejax.load` rebuilds each model from."""
     metadata = {
         "train_time_s": train_time_s,
         "format_version": build.FORMAT_VERSION,
-        "members": [describe_member(run, m) for m in run.members],
+        "members": [
+            build.describe(
+                m.config,
+                m.data.train,
+                m.data.preprocessing or run.preprocessing,
+                custom_model=run.model if run.custom_model else None,
+            )
+            for m in run.members
+        ],
     }
     run.checkpointer.save(step, run.state, metadata=metadata)
 
@@ -286,17 +246,10 @@ def train_loop(run: Run) -> tuple[int, float]:
     cfg = run.config.train
     step = _step(run.state)
     for m in run.members:
-        primary = distributed.is_primary()
-        m.writer = MetricWriter(m.workdir, purge_step=step + 1) if primary else NullWriter()
+        m.writer = writers.open_writer(m.workdir, purge_step=step + 1, primary=is_primary())
     last_checkpoint, perms, perm_epoch = step, None, -1
-    bar = tqdm.tqdm(
-        total=None if run.budget.fit_schedule else run.total_steps,
-        initial=step,
-        unit="step",
-        dynamic_ncols=True,
-        disable=not cfg.progress_bar,
-        mininterval=1.0,
-    )
+    total = None if run.budget.fit_schedule else run.total_steps
+    bar = writers.progress_bar(total, step, enabled=cfg.progress_bar)
     train_start = budget.now() - run.trained_s
     elapsed = lambda: budget.now() - train_start
     while (run.budget.fit_schedule or step < run.total_steps) and elapsed() < run.budget.seconds:
@@ -323,28 +276,6 @@ def train_loop(run: Run) -> tuple[int, float]:
 # ---- finish: test evaluation, figures, results
 
 
-def _test_numbers(run: Run, m: population.Member, params: Any) -> dict[str, Any]:
-    ev, d = run.config.eval, m.data
-    test_x = d.test[: ev.num_test] if ev.get("num_test") else d.test
-    test = evaluate.evaluate_test(
-        run.model,
-        params,
-        test_x,
-        jax.random.fold_in(m.key_eval, 10**6),
-        iwae_samples=ev.iwae_samples,
-        nll_samples=ev.nll_samples,
-        nll_chunk_size=ev.nll_chunk_size,
-        batch_size=ev.batch_size,
-    )
-    if ev.nll_samples:
-        num_dims = int(np.prod(d.train.shape[1:]))
-        nll = test[f"nll_{ev.nll_samples}"]
-        bpd = evaluate.bits_per_dim(nll, num_dims, run.preprocessing)
-        if bpd is not None:
-            test["bits_per_dim"] = bpd
-    return test
-
-
 def finish_member(run: Run, i: int, step: int, train_time: float, start_time: float) -> dict:
     """Member i's test numbers, figures and results.json (in its own directory)."""
     m = run.members[i]
@@ -353,22 +284,27 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
         m.writer.close()
         return {"error": m.error, "config": m.config.to_dict()}
     params = jax.device_get(run.member_tree(run.state.eval_params, i))
-    test = _test_numbers(run, m, params)
-    d = m.data
+    ev, d = run.config.eval, m.data
+    test = evaluate.evaluate_test(
+        run.model,
+        params,
+        d.test[: ev.num_test] if ev.get("num_test") else d.test,
+        jax.random.fold_in(m.key_eval, 10**6),
+        iwae_samples=ev.iwae_samples,
+        nll_samples=ev.nll_samples,
+        nll_chunk_size=ev.nll_chunk_size,
+        batch_size=ev.batch_size,
+        preprocessing=run.preprocessing,
+    )
     valid = evaluate.elbo_summary(run.model, params, d.valid, m.key_eval) if len(d.valid) else None
     m.writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
     figure_files = figures.write_figures(
         run.model, params, d, m.workdir, jax.random.fold_in(m.key_eval, 2), run.preprocessing
     )
     m.writer.close()
-    results = {
-        "test": test,
-        "valid": valid,
-        "steps": step,
+    results = {"test": test, "valid": valid, **_run_info(step, train_time, start_time)}
+    results |= {
         "epochs": step / run.steps_per_epoch,
-        "train_time_s": train_time,
-        "wall_time_s": time.time() - start_time,
-        "devices": [str(dev) for dev in jax.devices()],
         "figures": figure_files,
         "config": m.config.to_dict(),
     }
@@ -389,21 +325,22 @@ def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[st
     ]
     if not run.is_population:
         return per_member[0]
-    results = {
-        "members": per_member,
-        "population_size": len(run.members),
-        "steps": step,
-        "train_time_s": train_time,
-        "wall_time_s": time.time() - start_time,
-        "devices": [str(dev) for dev in jax.devices()],
-        "config": run.config.to_dict(),
-    }
+    results = population.results(per_member, run.config) | _run_info(step, train_time, start_time)
     _write_json(os.path.join(run.workdir, "results.json"), results)
     return results
 
 
+def _run_info(step: int, train_time: float, start_time: float) -> dict[str, Any]:
+    return {
+        "steps": step,
+        "train_time_s": train_time,
+        "wall_time_s": time.time() - start_time,
+        "devices": [str(dev) for dev in jax.devices()],
+    }
+
+
 def _write_json(path: str, obj: Any) -> None:
-    if distributed.is_primary():
+    if is_primary():
         write_json(path, obj)
 
 
@@ -415,34 +352,29 @@ def train_and_evaluate(
     data: data_lib.Data | None = None,
     members: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[train.TrainState, dict[str, Any]]:
-    """Trains the configured VAE in `workdir`, evaluates it on test, writes results.json.
+    """Trains the configured VAE in `workdir` (rerunning resumes), evaluates it, writes results.
 
     Args:
       config: the experiment's config (see experiments/configs/mnist.py).
-      workdir: checkpoints, metrics, figures and results.json go here; rerunning resumes.
-      model: a VAE to train instead of the one `config.model` describes (e.g. an encoder of
-        your own); its likelihood replaces `config.model.likelihood`. The other config
-        sections (objective, optimizer, training, evaluation) still apply.
-      data: splits to train on instead of loading `config.data` (e.g. tabular features
-        `[N, D]`); `data.preprocessing`, if set, says how they were made (it decides the
-        per-batch data noise, figures and bits/dim), else `config.data.preprocessing`.
-        Image figures are drawn only for image-shaped data.
-      members: train a population instead (`vaejax.population`): per member, values of
-        `population.POPULATION_FIELDS` that override `config`. Member i's metrics, figures,
-        config.json and results.json go to `<workdir>/members/<i>/`.
+      workdir: checkpoints, metrics, figures, config.json and results.json go here.
+      model: a VAE to train instead of `config.model`'s (its likelihood replaces
+        `config.model.likelihood`); the other sections still apply.
+      data: splits to train on instead of `config.data`'s (e.g. tabular `[N, D]`);
+        `data.preprocessing`, if set, says how they were made, else `config.data.preprocessing`.
+      members: train a population: per member, values of `population.POPULATION_FIELDS` that
+        override `config`; member i's files go to `<workdir>/members/<i>/`.
 
     Returns:
-      `(state, results)`: the trained `TrainState` (for a population, stacked along a leading
-      member axis: `population.unstack(state, i)` is member i's) and the results as written to
-      results.json (for a population `{"members": [each member's results, or {"error": ...}],
-      ...}`; a member whose loss turns non-finite stops counting while the others train on).
+      `(state, results)`: the trained state (a population's stacked along a leading member
+      axis) and results.json's contents (a population's: `{"members": [each member's results,
+      or {"error": ...} for one whose loss turned non-finite], ...}`).
     """
     start_time = time.time()
     if config.get("distributed"):
         distributed.initialize()
     log.info("JAX devices: %s", jax.devices())
     # One run per workdir: a second is refused at once (on multi-host, process 0 holds it).
-    lock = workdir_lib.hold(workdir) if distributed.is_primary() else contextlib.nullcontext()
+    lock = workdir_lib.hold(workdir) if is_primary() else contextlib.nullcontext()
     with lock:
         run = setup(config, workdir, model=model, data=data, members=members)
         for m in run.members:

@@ -196,3 +196,8 @@ def make_chunk(
     betas = jnp.asarray([train.Objective(**m.config.objective).beta for m in members], jnp.float32)
     keys = jnp.stack(keys)
     return lambda state, idx: fn(state, train_x, to_global(idx, idx_sharding), keys, betas)
+
+
+def results(per_member: list[dict[str, Any]], config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """A population's results: each member's (or `{"error": ...}` for one that stopped)."""
+    return {"members": per_member, "population_size": len(per_member), "config": config.to_dict()}

@@ -361,6 +361,11 @@ def make_train_chunk(
     return run
 
 
+def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
+    """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
+    return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     if batch_size % mesh.size:
         raise ValueError(

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax import build, cpu_fastpaths, evaluate, likelihoods, networks
+from vaejax import build, cpu_fastpaths, evaluate, networks
 from vaejax import data as data_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.objectives import ElboTerms, elbo
@@ -499,9 +499,7 @@ def _build_model(config, data_shape, description, workdir) -> Any:
             f"{workdir} was trained with a model of its own, not the one its config describes: "
             f"{description['custom_model'][:200]}... Pass it: vaejax.load(workdir, model=...)."
         )
-    cfg = config.model
-    likelihood = likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
-    return build.build_model(cfg, data_shape, likelihood)
+    return build.build_model(config.model, data_shape, build.build_likelihood(config.model))
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

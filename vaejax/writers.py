@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 import numpy as np
+import tqdm
 from tensorboardX import SummaryWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -210,3 +211,20 @@ class NullWriter:
 
     def close(self) -> None:
         pass
+
+
+def open_writer(workdir: str, *, purge_step: int, primary: bool) -> MetricWriter | NullWriter:
+    """The run's writer in `workdir` on the process that writes (`primary`), else a `NullWriter`."""
+    return MetricWriter(workdir, purge_step=purge_step) if primary else NullWriter()
+
+
+def progress_bar(total: int | None, initial: int, *, enabled: bool) -> tqdm.tqdm:
+    """The training loop's bar of steps (`total` None: open-ended, as on a fitted time budget)."""
+    return tqdm.tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not enabled,
+        mininterval=1.0,
+    )
