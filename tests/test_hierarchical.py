@@ -12,6 +12,7 @@ from scipy import stats
 import vaejax
 from experiments.configs import test as test_config
 from vaejax import checks, experiment, figures, hierarchical, networks, population, priors
+from vaejax import config as config_lib
 from vaejax import likelihoods as L
 from vaejax.writers import read_metrics
 
@@ -236,11 +237,11 @@ def test_hierarchical_config_errors_name_the_field():
     config.model.latent_sizes = (8, 4, 2)
     config.model.layer_hidden_sizes = ((16,), (16,))
     with pytest.raises(checks.ConfigError, match="model.latent_sizes.*2 layer.*3 stochastic"):
-        checks.check_config(config)
+        config_lib.read(config)
     config.model.layer_hidden_sizes = ((16,), (16,), (16,))
     config.model.posterior = "iaf"
     with pytest.raises(checks.ConfigError, match="diagonal Gaussian layers"):
-        checks.check_config(config)
+        config_lib.read(config)
 
 
 @pytest.mark.parametrize("preset", ["ladder", "burda2015_2layer"])

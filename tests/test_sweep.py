@@ -15,7 +15,8 @@ import optuna
 import pytest
 
 from experiments.configs import test as test_config
-from vaejax import build, experiment, likelihoods, sweeps
+from vaejax import build, experiment, sweeps
+from vaejax import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "experiments" / "sweeps"
@@ -357,9 +358,8 @@ def test_every_shipped_sweep_loads_and_builds(name):
     sweep = sweeps.load_sweep(SWEEPS / f"{name}.py")
     points = sweep.grid() if sweep.sampler == "grid" else [{"optim.learning_rate": 1e-3}]
     for params in points:
-        config = sweep.trial_config(params)
-        lik = likelihoods.get(config.model.likelihood, **config.model.likelihood_kwargs)
-        build.build_model(config.model, (28, 28, 1), lik)
+        model_cfg = config_lib.read(sweep.trial_config(params)).model
+        build.build_model(model_cfg, (28, 28, 1), build.build_likelihood(model_cfg))
     assert importlib.import_module(f"experiments.sweeps.{name}").get_sweep().metric == sweep.metric
 
 

@@ -177,7 +177,7 @@ def test_burda_schedule():
 def test_bad_config_values():
     with pytest.raises(ValueError, match="Unknown objective 'vlb'.*elbo.*iwae"):
         train.Objective(name="vlb")
-    with pytest.raises(ValueError, match="beta=-1"):
+    with pytest.raises(ValueError, match="beta = -1 is out of range"):
         train.Objective(beta=-1)
     with pytest.raises(ValueError, match="Unknown learning-rate schedule 'step'"):
         train.learning_rate_schedule("step", learning_rate=1, total_steps=1, steps_per_epoch=1)

@@ -8,7 +8,7 @@ back in Python (`vaejax.load`).
 
 import importlib
 
-from vaejax import hierarchical, likelihoods, networks, objectives, posteriors, priors
+from vaejax import hierarchical, likelihoods, networks, objectives, posteriors, priors, terms
 from vaejax.likelihoods import (
     Bernoulli,
     Categorical,
@@ -18,9 +18,10 @@ from vaejax.likelihoods import (
     Likelihood,
 )
 from vaejax.networks import VAE, VAEOutput
-from vaejax.objectives import ElboTerms, Terms, elbo, estimate_log_likelihood, iwae_bound
+from vaejax.objectives import ElboTerms, elbo, estimate_log_likelihood, iwae_bound
 from vaejax.posteriors import DiagonalGaussian, InverseAutoregressiveFlow, Posterior
 from vaejax.priors import MixtureOfGaussians, Normal, Prior, StandardNormal
+from vaejax.terms import Terms
 from vaejax.version import __version__
 
 # The application layer, imported on first use: `import vaejax` stays the math and the models.
@@ -70,4 +71,5 @@ __all__ = [
     "objectives",
     "posteriors",
     "priors",
+    "terms",
 ]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-
-import ml_collections
+from typing import Any
 
 
 def now() -> float:
@@ -25,9 +24,9 @@ class Budget:
     fit_schedule: bool = False  # the schedule's step is elapsed / seconds * total_steps
 
     @classmethod
-    def from_config(cls, train_cfg: ml_collections.ConfigDict) -> Budget:
-        """`train.time_budget_s` (0: none) and `train.fit_schedule_to_budget`, checked."""
-        given, fit = train_cfg.get("time_budget_s"), bool(train_cfg.get("fit_schedule_to_budget"))
+    def from_config(cls, train_cfg: Any) -> Budget:
+        """`train.time_budget_s` (0: none) and `train.fit_schedule_to_budget` (`config.Train`)."""
+        given, fit = train_cfg.time_budget_s, bool(train_cfg.fit_schedule_to_budget)
         seconds = given or math.inf
         if seconds <= 0 or (fit and seconds == math.inf):
             raise ValueError(

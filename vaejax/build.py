@@ -10,10 +10,10 @@ import dataclasses
 import json
 from typing import Any
 
-import ml_collections
 import numpy as np
 import optax
 
+from vaejax import config as config_lib
 from vaejax import hierarchical, likelihoods, networks, posteriors, priors, train
 
 # The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
@@ -21,96 +21,101 @@ from vaejax import hierarchical, likelihoods, networks, posteriors, priors, trai
 FORMAT_VERSION = 1
 
 
-def build_model(cfg: ml_collections.ConfigDict, data_shape, likelihood) -> Any:
+def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
     """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
     (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
     pseudo-inputs). A hierarchical preset (`hierarchical.PRESETS`) takes its layers from
     `cfg.latent_sizes` and `cfg.layer_hidden_sizes` ("stacked", "ladder"; empty: the preset's
     own) and puts the prior on its top layer."""
-    if cfg.preset not in networks.PRESETS and cfg.preset not in hierarchical.PRESETS:
-        valid = sorted([*networks.PRESETS, *hierarchical.PRESETS])
-        raise ValueError(f"Unknown model preset {cfg.preset!r}; valid: {valid}.")
     kwargs: dict[str, Any] = dict(
         data_shape=tuple(data_shape),
         likelihood=likelihood,
-        input_scale=cfg.get("input_scale", 1.0),
+        input_scale=cfg.input_scale,
     )
     if cfg.preset in hierarchical.PRESETS:
         model = hierarchical.build(
             cfg.preset,
             activation=cfg.activation,
-            latent_sizes=cfg.get("latent_sizes", ()),
-            hidden_sizes=cfg.get("layer_hidden_sizes", ()),
+            latent_sizes=cfg.latent_sizes,
+            hidden_sizes=cfg.layer_hidden_sizes,
             posterior=cfg.posterior,
-            posterior_kwargs=cfg.get("posterior_kwargs"),
+            posterior_kwargs=cfg.posterior_kwargs,
             **kwargs,
         )
         posterior = hierarchical.GAUSSIAN
         latent_dim = model.latent_sizes[-1]
     else:
-        posterior = posteriors.make(cfg.posterior, **cfg.get("posterior_kwargs", {}))
+        posterior = posteriors.make(cfg.posterior, **cfg.posterior_kwargs)
         kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
         if cfg.preset == "mlp":
             kwargs |= dict(
-                hidden_sizes=tuple(cfg.hidden_sizes),
+                hidden_sizes=cfg.hidden_sizes,
                 activation=cfg.activation,
-                pixel_features=cfg.get("pixel_features", 0),
+                pixel_features=cfg.pixel_features,
             )
         model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
-    prior_name = cfg.get("prior", "standard_normal")
+    prior_name = cfg.prior
     prior = priors.make(
         prior_name,
         latent_dim=latent_dim,
         data_shape=tuple(data_shape),
         posterior=posterior,
-        num_components=cfg.get("prior_components", 1),
+        num_components=cfg.prior_components,
     )
     return model if prior_name == "standard_normal" else model.clone(prior=prior)
 
 
-def build_likelihood(cfg: ml_collections.ConfigDict) -> Any:
+def build_likelihood(cfg: config_lib.Model) -> Any:
     """`cfg.likelihood` (a name of `likelihoods.names()`) with `cfg.likelihood_kwargs`."""
-    return likelihoods.get(cfg.likelihood, **cfg.get("likelihood_kwargs", {}))
+    return likelihoods.get(cfg.likelihood, **cfg.likelihood_kwargs)
 
 
 def build_schedule(
-    cfg: ml_collections.ConfigDict, *, total_steps: int, steps_per_epoch: int
+    cfg: config_lib.Optim,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    learning_rate: Any = None,
 ) -> optax.Schedule:
+    """`cfg`'s schedule; `learning_rate` (e.g. a traced per-member rate) replaces its peak."""
     return train.learning_rate_schedule(
         cfg.schedule,
-        learning_rate=cfg.learning_rate,
+        learning_rate=cfg.learning_rate if learning_rate is None else learning_rate,
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
-        end_learning_rate=cfg.get("end_learning_rate"),
+        end_learning_rate=cfg.end_learning_rate,
     )
 
 
 def build_optimizer(
-    cfg: ml_collections.ConfigDict,
+    cfg: config_lib.Optim,
     *,
     total_steps: int,
     steps_per_epoch: int,
     rate_from_host: bool = False,
+    learning_rate: Any = None,
 ) -> optax.GradientTransformation:
     """Adam on the configured schedule, optionally after gradient clipping.
 
     `rate_from_host`: the state holds the learning rate, set by the training loop
     (`set_learning_rate`), instead of a schedule of the step count.
     """
-    schedule = build_schedule(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    schedule = build_schedule(
+        cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch, learning_rate=learning_rate
+    )
     if rate_from_host:
         adam = optax.inject_hyperparams(optax.adam)(
             learning_rate=schedule(0), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps
         )
     else:
         adam = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-    if cfg.get("grad_clip_norm"):
+    if cfg.grad_clip_norm:
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adam)
     return adam
 
 
 def describe(
-    config: ml_collections.ConfigDict,
+    config: config_lib.Config,
     train_x: np.ndarray,
     preprocessing: Any,
     *,
@@ -120,7 +125,7 @@ def describe(
     the config, the shape and dtype of its data after `preprocessing`, and a custom model's repr.
     """
     description = {
-        "config": config.to_dict(),
+        "config": config.given,
         "data_shape": list(train_x.shape[1:]),
         "data_dtype": str(train_x.dtype),
         "preprocessing": dataclasses.asdict(preprocessing),

@@ -1,10 +1,9 @@
-"""Up-front checks of a training run, in one place: each a `ValueError` that names the fix.
+"""The checks of a training run that cross the config's sections: each a `ValueError` that
+names the fix (each section checks its own fields, `vaejax.config`).
 
-`vaejax.experiment.setup` calls `check_config` first, before any data are read (every config
-value against its valid range, every name against the valid names, the likelihood against the
-preprocessing), and `check_splits` once the splits are in memory (every split the run uses,
-including a train split that the train step binarizes or dequantizes per batch). Entry points
-call `check_overrides` on their `--config.x=...` flags, so a misspelled field is one line.
+`check_run` reads the config of the run and of each population member before any data are read,
+and pairs the likelihood with the preprocessing; `check_splits` checks every split once it is in
+memory. Entry points call `check_overrides` on their `--config.x=...` flags.
 """
 
 from __future__ import annotations
@@ -12,170 +11,16 @@ from __future__ import annotations
 import difflib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 
-from vaejax import build, hierarchical, likelihoods, networks, population, posteriors, train
+from vaejax import build, likelihoods, population
+from vaejax import config as config_lib
 from vaejax import data as data_lib
-
-
-class ConfigError(ValueError):
-    """A config value out of its valid range, an unknown name or an unknown field."""
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-
-
-def _int_at_least(low: int, note: str = "") -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}{note}"
-
-
-def _real(test: Callable[[float], bool], text: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _is_real(v) and math.isfinite(v) and test(v)), text
-
-
-# field -> (is it valid, the valid range in words). Fields a config lacks are not checked.
-RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": _int_at_least(0),
-    "data.num_valid": _int_at_least(0),
-    "data.num_train": _int_at_least(0, " (0: every train example)"),
-    "model.latent_dim": _int_at_least(1),
-    "model.pixel_features": _int_at_least(0, " (0: one plain head per param)"),
-    "model.input_scale": _real(lambda v: v > 0, "a finite number > 0"),
-    "objective.num_samples": _int_at_least(1),
-    "objective.beta": _real(lambda v: v >= 0, "a finite number >= 0"),
-    "objective.warmup_steps": _int_at_least(0),
-    "objective.free_bits": _real(lambda v: v >= 0, "a finite number >= 0"),
-    "optim.learning_rate": _real(lambda v: v > 0, "a finite number > 0"),
-    "optim.end_learning_rate": _real(lambda v: v >= 0, "a finite number >= 0"),
-    "optim.b1": _real(lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "optim.b2": _real(lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "optim.eps": _real(lambda v: v > 0, "a finite number > 0"),
-    "optim.grad_clip_norm": _real(lambda v: v >= 0, "a finite number >= 0 (0: off)"),
-    "optim.ema_decay": _real(lambda v: 0 <= v < 1, "a number in [0, 1) (0: off)"),
-    "train.batch_size": _int_at_least(1),
-    "train.num_epochs": _int_at_least(1),
-    "train.steps_per_dispatch": _int_at_least(1),
-    "train.eval_every_epochs": _int_at_least(1),
-    "train.checkpoint_every_steps": _int_at_least(1),
-    "train.keep_checkpoint_every_steps": _int_at_least(0, " (0: only the latest two)"),
-    "train.time_budget_s": _real(lambda v: v >= 0, "a finite number >= 0 (0: no budget)"),
-    "eval.batch_size": _int_at_least(1),
-    "eval.iwae_samples": _int_at_least(0, " (0: skip the IWAE bound)"),
-    "eval.nll_samples": _int_at_least(0, " (0: skip the log-likelihood estimate)"),
-    "eval.nll_chunk_size": _int_at_least(1),
-    "eval.num_test": _int_at_least(0, " (0: the whole test split)"),
-}
-
-# field -> the valid names.
-NAMES: dict[str, Sequence[str]] = {
-    "data.name": (*data_lib.DATASETS, data_lib.SYNTHETIC),
-    "data.preprocessing": data_lib.PREPROCESSINGS,
-    "model.preset": (*networks.PRESETS, *hierarchical.PRESETS),
-    "model.likelihood": likelihoods.names(),
-    "model.posterior": posteriors.POSTERIORS,
-    "optim.schedule": train.SCHEDULES,
-    "objective.name": train.OBJECTIVES,
-}
-
-_MISSING = object()
-
-
-def _get(config: ml_collections.ConfigDict, field: str) -> Any:
-    node: Any = config
-    for part in field.split("."):
-        if not isinstance(node, ml_collections.ConfigDict | Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-def check_config(
-    config: ml_collections.ConfigDict,
-    *,
-    members: Sequence[Mapping[str, Any]] | None = None,
-    custom_model: bool = False,
-    custom_data: bool = False,
-) -> None:
-    """Every value of `config` (and of each population member's) in its valid range.
-
-    `custom_model` / `custom_data`: the run trains a given model / data, so `config.model` /
-    `config.data.name` do not describe what trains and are not checked.
-    Raises `ConfigError` naming the field, the value and the valid range.
-    """
-    configs = [config]
-    if members is not None:
-        if not members:
-            raise ConfigError("A population needs at least one member; got none.")
-        configs = population.member_configs(config, members)
-    for cfg in configs:
-        _check_ranges(cfg, skip=("model.",) if custom_model else ())
-    skip = ("data.name",) if custom_data else ()
-    skip += ("model.",) if custom_model else ()
-    for field, valid in NAMES.items():
-        value = _get(config, field)
-        if value is not _MISSING and not field.startswith(skip) and value not in valid:
-            raise ConfigError(
-                f"config.{field} = {value!r} is not a valid name; valid: {sorted(valid)}."
-            )
-    if not custom_model:
-        for size in _get(config, "model.hidden_sizes") or ():
-            if not (_is_int(size) and size >= 1):
-                raise ConfigError(
-                    f"config.model.hidden_sizes = {tuple(config.model.hidden_sizes)} has a "
-                    f"width of {size!r}; every width must be an integer >= 1."
-                )
-        _build(lambda: networks.activation(config.model.activation), "model.activation")
-        if _get(config, "model.preset") in hierarchical.PRESETS:
-            _build(lambda: _hierarchy(config.model), "model.latent_sizes")
-        kwargs = _get(config, "model.likelihood_kwargs")
-        kwargs = {} if kwargs is _MISSING else dict(kwargs)
-        _build(lambda: likelihoods.get(config.model.likelihood, **kwargs), "model.likelihood")
-        kwargs = _get(config, "model.posterior_kwargs")
-        kwargs = {} if kwargs is _MISSING else dict(kwargs)
-        _build(lambda: posteriors.make(config.model.posterior, **kwargs), "model.posterior")
-    for cfg in configs:
-        _build(lambda: train.Objective(**cfg.objective), "objective")  # noqa: B023
-
-
-def _hierarchy(cfg: ml_collections.ConfigDict) -> Any:
-    """Builds (does not initialize) the hierarchical model: checks its layers up front."""
-    return hierarchical.build(
-        cfg.preset,
-        data_shape=(1,),
-        likelihood=None,
-        activation=cfg.get("activation", "tanh"),
-        latent_sizes=cfg.get("latent_sizes", ()),
-        hidden_sizes=cfg.get("layer_hidden_sizes", ()),
-        posterior=cfg.get("posterior", "log_var"),
-        posterior_kwargs=cfg.get("posterior_kwargs"),
-    )
-
-
-def _check_ranges(config: ml_collections.ConfigDict, *, skip: tuple[str, ...]) -> None:
-    for field, (ok, valid) in RANGES.items():
-        value = _get(config, field)
-        if field == "optim.end_learning_rate" and value is None:
-            continue  # the schedule's default
-        if value is not _MISSING and not field.startswith(skip or ("\0",)) and not ok(value):
-            raise ConfigError(f"config.{field} = {value!r} is out of range: it must be {valid}.")
-
-
-def _build(make: Callable[[], Any], field: str) -> None:
-    """Runs a constructor that validates `field`, naming the field in its error."""
-    try:
-        make()
-    except ValueError as e:
-        raise ConfigError(f"config.{field}: {e}") from None
-
+from vaejax.fields import ConfigError
 
 # ---- likelihood x preprocessing
 
@@ -310,18 +155,23 @@ def check_run(
     model: Any = None,
     data: data_lib.Data | None = None,
     members: Sequence[Mapping[str, Any]] | None = None,
-) -> None:
-    """What `train_and_evaluate` checks before reading any data: the config, and the pair of
-    the likelihood (the model's, else the config's) and the preprocessing (the data's, else
-    the config's)."""
-    check_config(
-        config, members=members, custom_model=model is not None, custom_data=data is not None
-    )
-    likelihood = model.likelihood if model is not None else build.build_likelihood(config.model)
+) -> tuple[config_lib.Config, list[config_lib.Config]]:
+    """What `train_and_evaluate` checks before reading any data: the config (and each
+    population member's), and the pair of the likelihood (the model's, else the config's) and
+    the preprocessing (the data's, else the config's). Returns the run's and each member's
+    config, read."""
+    custom = dict(custom_model=model is not None, custom_data=data is not None)
+    run_cfg = config_lib.read(config, **custom)
+    if members is not None and not members:
+        raise ConfigError("A population needs at least one member; got none.")
+    given = [config] if members is None else population.member_configs(config, members)
+    member_cfgs = [config_lib.read(c, **custom) for c in given]
+    likelihood = model.likelihood if model is not None else build.build_likelihood(run_cfg.model)
     if data is not None and (data.preprocessing or "preprocessing" in data.info):
         preprocessing = data.preprocessing or data_lib.Preprocessing(data.info["preprocessing"])
         name, binary = preprocessing.name, preprocessing.max_value == 1
     else:
-        name = config.data.preprocessing
-        binary = data is None and config.data.name in data_lib.BINARY_DATASETS
+        name = run_cfg.data.preprocessing
+        binary = data is None and run_cfg.data.name in data_lib.BINARY_DATASETS
     check_likelihood_fits(likelihood, name, binary=binary)
+    return run_cfg, member_cfgs

@@ -37,6 +37,7 @@ from vaejax import (
     train,
     writers,
 )
+from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
@@ -61,7 +62,7 @@ class NonFiniteLossError(FloatingPointError):
 class Run:
     """What `setup` prepared: the loop's parts read and update it."""
 
-    config: ml_collections.ConfigDict
+    config: config_lib.Config
     workdir: str
     model: networks.VAE
     members: list[population.Member]  # a lone run: one
@@ -88,11 +89,12 @@ def setup(
     members: Sequence[Mapping[str, Any]] | None = None,
 ) -> Run:
     """Data, model, train state (restored when the workdir holds a checkpoint) and the chunk."""
-    checks.check_run(config, model=model, data=data, members=members)  # before any data are read
-    os.makedirs(workdir, exist_ok=True)
+    config, configs = checks.check_run(config, model=model, data=data, members=members)
+    os.makedirs(workdir, exist_ok=True)  # (the checks above read no data)
     time_budget = budget.Budget.from_config(config.train)
     batch_size = config.train.batch_size  # shared by every member
-    run_members = population.make_members(config, workdir, members, data)
+    stacked = members is not None
+    run_members = population.make_members(configs, workdir, data, stacked=stacked)
     first = run_members[0].data
     preprocessing = first.preprocessing or data_lib.Preprocessing(config.data.preprocessing)
     custom_model = model is not None
@@ -110,14 +112,11 @@ def setup(
     steps = dict(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     for m in run_members:
         m.schedule = build.build_schedule(m.config.optim, **steps)
-    stacked = members is not None
     tx = population.optimizer(config, run_members, **steps, fit_to_budget=time_budget.fit_schedule)
     state = population.init_state(config, model, run_members, tx, stacked=stacked)
-    checkpointer = Checkpointer(
-        workdir, keep_every_steps=config.train.get("keep_checkpoint_every_steps", 0)
-    )
+    checkpointer = Checkpointer(workdir, keep_every_steps=config.train.keep_checkpoint_every_steps)
     resuming = checkpointer.latest_step() is not None
-    settings = config.to_dict() | ({} if members is None else {"members": list(map(dict, members))})
+    settings = config.given | ({} if members is None else {"members": list(map(dict, members))})
     workdir_lib.check_same_training(settings, workdir, resuming=resuming)
     trained_s = 0.0
     if resuming:
@@ -282,13 +281,13 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
     m.writer.flush()
     if m.error is not None:
         m.writer.close()
-        return {"error": m.error, "config": m.config.to_dict()}
+        return {"error": m.error, "config": m.config.given}
     params = jax.device_get(run.member_tree(run.state.eval_params, i))
     ev, d = run.config.eval, m.data
     test = evaluate.evaluate_test(
         run.model,
         params,
-        d.test[: ev.num_test] if ev.get("num_test") else d.test,
+        d.test[: ev.num_test] if ev.num_test else d.test,
         jax.random.fold_in(m.key_eval, 10**6),
         iwae_samples=ev.iwae_samples,
         nll_samples=ev.nll_samples,
@@ -306,7 +305,7 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
     results |= {
         "epochs": step / run.steps_per_epoch,
         "figures": figure_files,
-        "config": m.config.to_dict(),
+        "config": m.config.given,
     }
     if run.custom_model:  # config.model did not describe it
         results["model"] = repr(run.model)
@@ -378,7 +377,7 @@ def train_and_evaluate(
     with lock:
         run = setup(config, workdir, model=model, data=data, members=members)
         for m in run.members:
-            _write_json(os.path.join(m.workdir, "config.json"), m.config.to_dict())
+            _write_json(os.path.join(m.workdir, "config.json"), m.config.given)
         step, train_time = train_loop(run)
         return run.state, finish(run, step, train_time, start_time)
 

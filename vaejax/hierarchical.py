@@ -1,7 +1,7 @@
 """Hierarchical VAEs: several stochastic layers through the same objectives.
 
 A model here is a Flax module; `networks.bind(model, params)` gives an object whose
-`infer(x)` returns the per-sample `objectives.Terms` (log p(x | z_1), and per layer
+`infer(x)` returns the per-sample `terms.Terms` (log p(x | z_1), and per layer
 log p(z_l | z_{l+1}) and log q(z_l | ...)), so `vaejax.elbo`, `iwae_bound` and
 `estimate_log_likelihood` take it as `model=` unchanged. Layers are listed from the data up:
 z_1 first, z_L at the top, where the prior p(z_L) sits (any `vaejax.priors` prior or learned
@@ -29,9 +29,9 @@ import jax.numpy as jnp
 
 from vaejax.likelihoods import Likelihood
 from vaejax.networks import MLPDecoder, MLPEncoder, activation
-from vaejax.objectives import Terms, check_prior_dim, log_likelihoods
 from vaejax.posteriors import DiagonalGaussian, analytic_kl_per_dim
 from vaejax.priors import StandardNormal
+from vaejax.terms import Terms, check_prior_dim, log_likelihoods
 
 GAUSSIAN = DiagonalGaussian("log_var")  # every layer's conditional: {"mean", "log_var"}
 Gaussian = dict[str, jax.Array]

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import conv, objectives
+from vaejax import conv, terms
 from vaejax.likelihoods import Likelihood
 from vaejax.posteriors import DiagonalGaussian, Posterior
 from vaejax.priors import StandardNormal
@@ -246,7 +246,7 @@ class VAE(nn.Module):
 
 class Bound(tuple):
     """What `bind` returns for a `VAE`: unpacks as `(encode, decode)`; `.prior` is the bound
-    prior, `.infer(x)` the one-layer `objectives.Inference` the objectives take as `model=`."""
+    prior, `.infer(x)` the one-layer `terms.Inference` the objectives take as `model=`."""
 
     def __new__(cls, model: VAE, params: Any) -> Bound:
         variables = {"params": params}
@@ -259,8 +259,8 @@ class Bound(tuple):
         self.latent_sizes = model.latent_sizes
         return self
 
-    def infer(self, x: jax.Array) -> objectives.OneLayer:
-        return objectives.OneLayer(
+    def infer(self, x: jax.Array) -> terms.OneLayer:
+        return terms.OneLayer(
             x, self.encode(x), self.decode, self.likelihood, self.posterior, self.prior
         )
 

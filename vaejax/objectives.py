@@ -3,16 +3,12 @@
 Every function is pure and returns per-example values `[B]` (nats); reduce over the batch once,
 at the call site (the training loss is `-elbo(...).elbo.mean()`).
 
-The objectives reduce per-sample log-densities (`Terms`): log p(x | z) and, per stochastic
-layer, log p(z_l | ...) and log q(z_l | ...) `[S, B]`, with the closed-form KL where one exists.
-A model gives them through `model.infer(x) -> Inference` (the `Model` protocol: any object with
-that method, e.g. `networks.bind(model, params)` for the one-layer VAE and the hierarchical
-models of `vaejax.hierarchical`); the ELBO takes their mean over samples, IWAE their logsumexp,
-the log-likelihood estimate a chunked running logsumexp. The one-layer case can also be given
-as functions: `encode(x) -> dict` gives the posterior's params and `decode(z) -> dict` the
-likelihood's, for `z` of shape `[B, D]`, with any prior (`log_prob`, `sample`:
-`vaejax.priors.Prior`) and any posterior (`sample_and_log_prob`, `log_prob`:
-`vaejax.posteriors.Posterior`). The objectives know nothing of Flax.
+The objectives reduce a model's per-sample log-densities (`vaejax.terms.Terms`): log p(x | z)
+and, per stochastic layer, log p(z_l | ...) and log q(z_l | ...) `[S, B]`, with the closed-form
+KL where one exists. The ELBO takes their mean over samples, IWAE their logsumexp, the
+log-likelihood estimate a chunked running logsumexp. A model is `model=` (anything with
+`infer(x)`), or a one-layer model given as functions, `encode=`, `decode=`, `likelihood=`
+(and `posterior=`, `prior=`: `vaejax.terms.Functions`). The objectives know nothing of Flax.
 
 Inputs are checked where that is free: the key, the batch's shape and dtype always (static, also
 under `jit`), and, when `x` is concrete (an eager call), its values with `likelihood.check_data`
@@ -24,70 +20,21 @@ loop, as the training loop does for every split it uses.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax.likelihoods import Likelihood
-from vaejax.posteriors import (
-    DiagonalGaussian,
-    Posterior,
-    _check_num_samples,
-    analytic_kl_per_dim,
-    check_key,
-)
-from vaejax.priors import Prior, StandardNormal
-
-Encode = Callable[[jax.Array], Mapping[str, jax.Array]]
-Decode = Callable[[jax.Array], Mapping[str, jax.Array]]
+from vaejax import fields
+from vaejax.posteriors import check_key
+from vaejax.terms import Inference, Model, Terms, as_model
 
 GRADIENT_ESTIMATORS = ("reparameterized", "stl", "dreg")
-
-
-class Terms(NamedTuple):
-    """One batch's per-sample log-densities: what the objectives reduce.
-
-    Stochastic layers are listed from the data up: z_1 first, the top layer z_L last. A model
-    with one stochastic layer has one entry in each tuple.
-    """
-
-    log_px_z: jax.Array  # log p(x | z_1), [S, B]
-    log_p: tuple[jax.Array, ...]  # log p(z_l | z_{l+1}); the top layer's log p(z_L); [S, B]
-    log_q: tuple[jax.Array, ...]  # log q(z_l | x, ...), [S, B]
-    # KL(q(z_l | ..) || p(z_l | ..)) per dimension in closed form, [B, D_l], or [S, B, D_l]
-    # where it depends on the samples of other layers; None where there is no closed form.
-    kl_per_dim: tuple[jax.Array | None, ...]
-
-
-class Inference(Protocol):
-    """A model conditioned on one batch `x` (what `Model.infer(x)` returns).
-
-    `sample(key, num_samples)` (reparameterized samples of every layer, `[S, B, ...]` each) and
-    `terms_at(zs)` (the `Terms` at given samples with q's parameters, not the samples, held
-    fixed) are optional: the "dreg" estimator needs them.
-    """
-
-    def sample_terms(
-        self, key: jax.Array, num_samples: int, gradient_estimator: str = "reparameterized"
-    ) -> Terms:
-        """Draws `num_samples` reparameterized samples per example and returns their terms;
-        "stl" holds q's parameters fixed in log q (the gradient flows through z only)."""
-        ...
-
-
-class Model(Protocol):
-    """What the objectives take as `model=`: `infer(x) -> Inference`. An optional
-    `likelihood` attribute lets eager calls check the data's values."""
-
-    def infer(self, x: jax.Array) -> Inference: ...
 
 
 class ElboTerms(NamedTuple):
@@ -135,34 +82,6 @@ def _check_inputs(key: jax.Array, x: ArrayLike, likelihood: Any) -> jax.Array:
     return jnp.asarray(x)
 
 
-def log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood: Likelihood):
-    """log p(x | z_s) for each sample: `[S, B]`.
-
-    The decoder runs once, on all `S * B` samples as one batch: plain 2-D matmuls, which XLA
-    runs faster than the same work mapped over samples.
-    """
-    num_samples, batch = z_SxBxD.shape[:2]
-    params = decode(z_SxBxD.reshape(num_samples * batch, *z_SxBxD.shape[2:]))
-    for name, p in params.items():
-        if p.shape[:1] != (num_samples * batch,):
-            raise ValueError(
-                f"decode must return one row per latent: for z of shape "
-                f"{(num_samples * batch, *z_SxBxD.shape[2:])} it returned {name!r} of shape "
-                f"{tuple(p.shape)}. Give the decoder's outputs the batch size of its input."
-            )
-    params = {n: p.reshape(num_samples, batch, *p.shape[1:]) for n, p in params.items()}
-    return jax.vmap(likelihood.log_prob, in_axes=(0, None))(params, x)
-
-
-def check_prior_dim(prior: Prior, z: jax.Array) -> None:
-    prior_dim = getattr(prior, "latent_dim", None)
-    if prior_dim is not None and prior_dim != z.shape[-1]:
-        raise ValueError(
-            f"The prior {type(prior).__name__} has latent_dim={prior_dim} but the posterior's "
-            f"samples have {z.shape[-1]}; give the prior the encoder's latent size."
-        )
-
-
 def _check_estimator(gradient_estimator: str, allowed: tuple[str, ...]) -> None:
     if gradient_estimator not in allowed:
         raise ValueError(
@@ -170,76 +89,10 @@ def _check_estimator(gradient_estimator: str, allowed: tuple[str, ...]) -> None:
         )
 
 
-def sample_and_log_prob(key, q, posterior, num_samples, gradient_estimator):
-    """z `[S, B, D]` and log q(z | x) `[S, B]`; "stl"/"dreg" stop the gradient through q's
-    parameters in log q (Roeder et al. 2017), keeping only the path through z."""
-    if gradient_estimator == "reparameterized":
-        return posterior.sample_and_log_prob(key, q, num_samples)
-    z = posterior.sample(key, q, num_samples)
-    return z, posterior.log_prob(jax.lax.stop_gradient(q), z)
-
-
-@dataclasses.dataclass(frozen=True)
-class OneLayer:
-    """The `Inference` of a one-stochastic-layer model: z ~ q(z | x) given by the encoder's
-    params `q`, p(z) = `prior`, p(x | z) = `likelihood` at `decode(z)`."""
-
-    x: jax.Array
-    q: Mapping[str, Any]
-    decode: Decode
-    likelihood: Likelihood
-    posterior: Posterior
-    prior: Prior
-
-    def describe(self, layer: int) -> str:
-        del layer
-        return (
-            f"the posterior {type(self.posterior).__name__} and the prior "
-            + type(self.prior).__name__
-        )
-
-    def sample_terms(self, key, num_samples, gradient_estimator="reparameterized") -> Terms:
-        z, log_q = sample_and_log_prob(key, self.q, self.posterior, num_samples, gradient_estimator)
-        return self._terms(z, log_q)
-
-    def sample(self, key: jax.Array, num_samples: int) -> tuple[jax.Array]:
-        return (self.posterior.sample(key, self.q, num_samples),)
-
-    def terms_at(self, zs: tuple[jax.Array]) -> Terms:
-        (z,) = zs
-        return self._terms(z, self.posterior.log_prob(jax.lax.stop_gradient(self.q), z))
-
-    def _terms(self, z: jax.Array, log_q: jax.Array) -> Terms:
-        check_prior_dim(self.prior, z)
-        return Terms(
-            log_px_z=log_likelihoods(self.x, z, self.decode, self.likelihood),
-            log_p=(self.prior.log_prob(z),),
-            log_q=(log_q,),
-            kl_per_dim=(analytic_kl_per_dim(self.posterior, self.q, self.prior),),
-        )
-
-
-def _infer(key, x, model, encode, decode, likelihood, posterior, prior) -> Inference:
-    """The batch's `Inference`, from `model` or from the one-layer functions; checks inputs."""
-    if model is not None:
-        if encode is not None or decode is not None:
-            raise ValueError(
-                "Pass either model= (a model with infer(x)) or encode=/decode= (one stochastic "
-                "layer), not both."
-            )
-        return model.infer(_check_inputs(key, x, getattr(model, "likelihood", likelihood)))
-    missing = [
-        n
-        for n, v in (("encode", encode), ("decode", decode), ("likelihood", likelihood))
-        if v is None
-    ]
-    if missing:
-        raise ValueError(
-            f"Missing {missing}: pass encode=, decode= and likelihood= (one stochastic layer), "
-            "or model= (any model with infer(x), e.g. networks.bind(model, params))."
-        )
-    x = _check_inputs(key, x, likelihood)
-    return OneLayer(x, encode(x), decode, likelihood, posterior, prior)
+def _infer(key: jax.Array, x: ArrayLike, model: Model | None, one_layer) -> Inference:
+    """The batch's `Inference`, from `model` or the one-layer keywords; checks the inputs."""
+    model = as_model(model, one_layer)
+    return model.infer(_check_inputs(key, x, getattr(model, "likelihood", None)))
 
 
 def _sum(values) -> jax.Array:
@@ -278,15 +131,11 @@ def elbo(
     x: ArrayLike,
     *,
     model: Model | None = None,
-    encode: Encode | None = None,
-    decode: Decode | None = None,
-    likelihood: Likelihood | None = None,
-    posterior: Posterior = DiagonalGaussian(),
-    prior: Prior = StandardNormal(),
     num_samples: int = 1,
     beta: float | jax.Array = 1.0,
     analytic_kl: bool | None = None,
     gradient_estimator: str = "reparameterized",
+    **one_layer: Any,
 ) -> ElboTerms:
     """The evidence lower bound E_q[log p(x | z)] - KL(q(z | x) || p(z)), per example.
 
@@ -297,8 +146,9 @@ def elbo(
     Args:
       key: PRNG key for the reparameterized samples.
       x: a batch of data `[B, ...]`.
-      model: any `Model` (`infer(x)`); or, for one stochastic layer, `encode`, `decode`,
-        `likelihood`, `posterior` and `prior` (see the module docstring).
+      model: any `Model` (`infer(x)`, `vaejax.terms`).
+      **one_layer: or, for one stochastic layer given as functions, `encode=`, `decode=`,
+        `likelihood=` and optionally `posterior=` and `prior=` (`terms.Functions`).
       num_samples: Monte Carlo samples of z per example, averaged.
       beta: KL weight (beta-VAE; warm-up schedules pass a traced value).
       analytic_kl: the closed-form KL where a layer has one (None, the default), insist on it
@@ -314,9 +164,9 @@ def elbo(
       Kingma & Welling, Auto-Encoding Variational Bayes, 2013, eq. (10).
       Roeder, Wu & Duvenaud, Sticking the Landing, 2017.
     """
-    _check_num_samples(num_samples)
+    fields.check_count(num_samples)
     _check_estimator(gradient_estimator, GRADIENT_ESTIMATORS[:2])
-    inference = _infer(key, x, model, encode, decode, likelihood, posterior, prior)
+    inference = _infer(key, x, model, one_layer)
     terms = inference.sample_terms(key, num_samples, gradient_estimator)
     log_likelihood = terms.log_px_z.mean(0)
     kls, per_dims = _layer_kls(inference, terms, analytic_kl)
@@ -352,13 +202,9 @@ def iwae_bound(
     x: ArrayLike,
     *,
     model: Model | None = None,
-    encode: Encode | None = None,
-    decode: Decode | None = None,
-    likelihood: Likelihood | None = None,
-    posterior: Posterior = DiagonalGaussian(),
-    prior: Prior = StandardNormal(),
     num_samples: int,
     gradient_estimator: str = "reparameterized",
+    **one_layer: Any,
 ) -> jax.Array:
     """The importance-weighted bound log (1/S) sum_s p(x, z_s) / q(z_s | x), per example `[B]`.
 
@@ -375,9 +221,9 @@ def iwae_bound(
       Roeder, Wu & Duvenaud, Sticking the Landing, 2017.
       Tucker, Lawson, Gu & Maddison, Doubly Reparameterized Gradient Estimators, 2018.
     """
-    _check_num_samples(num_samples)
+    fields.check_count(num_samples)
     _check_estimator(gradient_estimator, GRADIENT_ESTIMATORS)
-    inference = _infer(key, x, model, encode, decode, likelihood, posterior, prior)
+    inference = _infer(key, x, model, one_layer)
     if gradient_estimator == "dreg":
         if not hasattr(inference, "terms_at"):
             raise ValueError(
@@ -397,13 +243,9 @@ def estimate_log_likelihood(
     x: ArrayLike,
     *,
     model: Model | None = None,
-    encode: Encode | None = None,
-    decode: Decode | None = None,
-    likelihood: Likelihood | None = None,
-    posterior: Posterior = DiagonalGaussian(),
-    prior: Prior = StandardNormal(),
     num_samples: int = 5000,
     chunk_size: int = 500,
+    **one_layer: Any,
 ) -> jax.Array:
     """Importance-sampled estimate of log p(x) with `num_samples` samples, per example `[B]`.
 
@@ -412,9 +254,9 @@ def estimate_log_likelihood(
     decoder outputs whatever `num_samples` is. This is the IWAE bound with many samples
     (Burda et al. 2015, Sec. 5: 5000 samples).
     """
-    _check_num_samples(num_samples)
-    _check_num_samples(chunk_size, "chunk_size")
-    inference = _infer(key, x, model, encode, decode, likelihood, posterior, prior)
+    fields.check_count(num_samples)
+    fields.check_count(chunk_size, "chunk_size")
+    inference = _infer(key, x, model, one_layer)
     chunk_size = min(chunk_size, num_samples)
     num_chunks, remainder = divmod(num_samples, chunk_size)
     chunk = lambda k, s: log_weights(inference.sample_terms(k, s))

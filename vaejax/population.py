@@ -27,6 +27,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import build, distributed, networks, train
+from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.writers import MetricWriter
 
@@ -70,7 +71,7 @@ def member_configs(
 class Member:
     """One trained model of a run: its config, data, keys and output directory."""
 
-    config: ml_collections.ConfigDict
+    config: config_lib.Config
     data: data_lib.Data
     workdir: str
     keys: tuple[jax.Array, jax.Array, jax.Array, jax.Array]  # init, train, data order, eval
@@ -85,23 +86,27 @@ class Member:
 
 
 def make_members(
-    config: ml_collections.ConfigDict,
+    configs: Sequence[config_lib.Config],
     workdir: str,
-    members: Sequence[Mapping[str, Any]] | None,
     data: data_lib.Data | None,
+    *,
+    stacked: bool,
 ) -> list[Member]:
-    """One `Member` per config (a lone run: one); the data are loaded once per distinct seed."""
-    configs = [config] if members is None else member_configs(config, members)
+    """One `Member` per config (a lone run: one); the data are loaded once per distinct seed.
+
+    `stacked`: a population, whose members write to `<workdir>/members/<i>/`.
+    """
     datas: dict[int, data_lib.Data] = {}
     out = []
     for i, cfg in enumerate(configs):
         if data is None and cfg.seed not in datas:
+            d = cfg.data
             datas[cfg.seed] = data_lib.load(
-                config.data.name,
-                preprocessing=config.data.preprocessing,
-                data_dir=config.data.get("data_dir"),
-                num_valid=config.data.num_valid,
-                num_train=config.data.get("num_train", 0),
+                d.name,
+                preprocessing=d.preprocessing,
+                data_dir=d.data_dir,
+                num_valid=d.num_valid,
+                num_train=d.num_train,
                 seed=cfg.seed,
             )
         root = jax.random.key(cfg.seed)
@@ -109,7 +114,7 @@ def make_members(
             Member(
                 config=cfg,
                 data=data if data is not None else datas[cfg.seed],
-                workdir=workdir if members is None else os.path.join(workdir, "members", str(i)),
+                workdir=os.path.join(workdir, "members", str(i)) if stacked else workdir,
                 keys=tuple(jax.random.fold_in(root, k) for k in range(4)),
             )
         )
@@ -134,10 +139,13 @@ def optimizer(config, members: list[Member], *, total_steps, steps_per_epoch, fi
             "trials instead, use one rate per population, or fit_schedule_to_budget=True."
         )
 
-    def make(learning_rate):
-        # A fresh ConfigDict may hold a traced rate; `build_optimizer` only does arithmetic on it.
-        cfg = ml_collections.ConfigDict(optim.to_dict() | {"learning_rate": learning_rate})
-        return build.build_optimizer(cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    def make(learning_rate):  # traced: `build_optimizer` only does arithmetic on it
+        return build.build_optimizer(
+            optim,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            learning_rate=learning_rate,
+        )
 
     return optax.inject_hyperparams(make)(learning_rate=rates[0])
 
@@ -148,7 +156,7 @@ def init_state(config, model, members: list[Member], tx, *, stacked: bool) -> tr
     for m in members:
         train_x = m.data.train
         bias = model.likelihood.output_bias(train_x) if config.model.output_bias else None
-        ema = config.optim.get("ema_decay", 0.0)
+        ema = config.optim.ema_decay
         state = train.create_train_state(
             m.keys[0], model, train_x, tx, output_bias=bias, ema_decay=ema
         )
@@ -174,7 +182,7 @@ def make_chunk(
     shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
     train_x = members[0].data.train if shared else np.stack([m.data.train for m in members])
     train_x, to_global = distributed.to_global(train_x, replicated), distributed.to_global
-    objective = train.Objective(**config.objective)
+    objective = config.objective
     keys = [m.keys[1] for m in members]
     fn = train.make_train_chunk(
         model=model,
@@ -193,11 +201,11 @@ def make_chunk(
 
         return lone
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
-    betas = jnp.asarray([train.Objective(**m.config.objective).beta for m in members], jnp.float32)
+    betas = jnp.asarray([m.config.objective.beta for m in members], jnp.float32)
     keys = jnp.stack(keys)
     return lambda state, idx: fn(state, train_x, to_global(idx, idx_sharding), keys, betas)
 
 
-def results(per_member: list[dict[str, Any]], config: ml_collections.ConfigDict) -> dict[str, Any]:
+def results(per_member: list[dict[str, Any]], config: config_lib.Config) -> dict[str, Any]:
     """A population's results: each member's (or `{"error": ...}` for one that stopped)."""
-    return {"members": per_member, "population_size": len(per_member), "config": config.to_dict()}
+    return {"members": per_member, "population_size": len(per_member), "config": config.given}

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax import cpu_fastpaths
+from vaejax import cpu_fastpaths, fields
 from vaejax.likelihoods import softplus
 from vaejax.priors import Normal, StandardNormal, standard_normal_log_prob
 
@@ -144,7 +144,7 @@ class DiagonalGaussian:
         key = cpu_fastpaths.threefry_key(key)  # the same draws, faster on CPU
         if num_samples is None:
             return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
-        _check_num_samples(num_samples)
+        fields.check_count(num_samples)
         eps = jax.random.normal(key, (num_samples, *mean.shape), mean.dtype)
         return mean[None] + std[None] * eps
 
@@ -375,8 +375,3 @@ def check_key(key: jax.Array) -> None:
             f"key must be a JAX PRNG key; got {type(key).__name__} {key!r}. Pass "
             "jax.random.key(seed) (or split one), not the seed itself."
         )
-
-
-def _check_num_samples(num_samples: int, name: str = "num_samples") -> None:
-    if not isinstance(num_samples, int | np.integer) or num_samples < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {num_samples!r}.")

@@ -24,7 +24,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaejax import cpu_fastpaths, networks
+from vaejax import cpu_fastpaths, fields, networks
 from vaejax.data import add_data_noise
 from vaejax.objectives import GRADIENT_ESTIMATORS, ElboTerms, elbo, iwae_bound
 
@@ -68,23 +68,17 @@ class Objective:
     """
 
     name: str = "elbo"
-    num_samples: int = 1
-    beta: float = 1.0
-    warmup_steps: int = 0
-    free_bits: float = 0.0
+    num_samples: int = fields.at_least(1, default=1)
+    beta: float = fields.real(lambda v: v >= 0, "a finite number >= 0", default=1.0)
+    warmup_steps: int = fields.at_least(0, default=0)
+    free_bits: float = fields.real(lambda v: v >= 0, "a finite number >= 0", default=0.0)
     analytic_kl: bool | None = None
     gradient_estimator: str = "reparameterized"
 
     def __post_init__(self):
         if self.name not in OBJECTIVES:
             raise ValueError(f"Unknown objective {self.name!r}; valid: {list(OBJECTIVES)}.")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1; got {self.num_samples}.")
-        if self.beta < 0 or self.free_bits < 0 or self.warmup_steps < 0:
-            raise ValueError(
-                f"beta, free_bits and warmup_steps must be >= 0; got beta={self.beta}, "
-                f"free_bits={self.free_bits}, warmup_steps={self.warmup_steps}."
-            )
+        fields.check(self, "config.objective")
         if self.gradient_estimator not in GRADIENT_ESTIMATORS or (
             self.name == "elbo" and self.gradient_estimator == "dreg"
         ):

@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax import build, cpu_fastpaths, evaluate, networks
+from vaejax import build, cpu_fastpaths, evaluate, fields, networks
+from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.objectives import ElboTerms, elbo
@@ -49,11 +50,6 @@ def _check_key(key: Any, method: str) -> None:
         f"{method}: key must be a jax.random.key(...) or PRNGKey array (one key, not a batch); "
         f"got {got}. Pass e.g. jax.random.key(0)."
     )
-
-
-def _check_count(value: Any, method: str, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{method}: {name} must be an integer >= 1; got {value!r}.")
 
 
 # ---- the jitted cores: pure functions of the parameters
@@ -313,7 +309,7 @@ class TrainedModel:
     def elbo(self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1) -> ElboTerms:
         """The ELBO and its terms per example (`ElboTerms` of `[B]` arrays, nats)."""
         _check_key(key, "elbo")
-        _check_count(num_samples, "elbo", "num_samples")
+        fields.check_count(num_samples, "num_samples", "elbo")
         y, key = self.preprocess(x, key)
         return _elbo(self.params, key, y, model=self.model, num_samples=num_samples)
 
@@ -326,8 +322,8 @@ class TrainedModel:
         (memory grows with `chunk_size * B`); the estimate the evaluation reports as `nll_k`.
         """
         _check_key(key, "log_likelihood")
-        _check_count(num_samples, "log_likelihood", "num_samples")
-        _check_count(chunk_size, "log_likelihood", "chunk_size")
+        fields.check_count(num_samples, "num_samples", "log_likelihood")
+        fields.check_count(chunk_size, "chunk_size", "log_likelihood")
         y, key = self.preprocess(x, key)
         chunk_size = min(int(chunk_size), int(num_samples))
         return _log_px(
@@ -499,7 +495,8 @@ def _build_model(config, data_shape, description, workdir) -> Any:
             f"{workdir} was trained with a model of its own, not the one its config describes: "
             f"{description['custom_model'][:200]}... Pass it: vaejax.load(workdir, model=...)."
         )
-    return build.build_model(config.model, data_shape, build.build_likelihood(config.model))
+    cfg = config_lib.read(config).model
+    return build.build_model(cfg, data_shape, build.build_likelihood(cfg))
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

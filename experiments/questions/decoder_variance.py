@@ -37,6 +37,7 @@ import numpy as np
 
 from experiments.questions import common
 from vaejax import build, likelihoods, networks
+from vaejax import config as config_lib
 from vaejax.writers import read_metrics
 
 EPOCHS = 8
@@ -111,7 +112,7 @@ def run(
             rows.append([label, common.diverged_note(r), *["—"] * 3, last_train])
             continue
         model = build.build_model(  # the model train_and_evaluate built from c
-            c.model, d.train.shape[1:], likelihoods.get(likelihood, **kwargs)
+            config_lib.read(c).model, d.train.shape[1:], likelihoods.get(likelihood, **kwargs)
         )
         summary = functools.partial(_sigma_summary, model, params, d.test[:1000])
         sigma = common.cached(run_dir / "question.json", summary)
