@@ -6,13 +6,10 @@ Their Fig. 2 sweeps the latent size over 3, 5, 10, 20, 200 (see experiments/swee
       --config.model.latent_dim=3
 
 They used Adagrad with minibatches of 100 and weight decay; we keep Adam (the default) and
-report the ELBO, as they did, plus the importance-sampled NLL.
-
-Reached (2026-11-24, commit 7557bfb, 2-core CPU shared with another job; 30 of the 100 epochs,
-the command above with `--config.train.num_epochs=30 --config.eval.nll_samples=1000`, 4 min
-36 s wall): test ELBO
--100.13 (reconstruction -72.96, KL 27.17), IWAE-50 -96.45, NLL-1000 95.66 nats, 20 of 20
-latent units active.
+report the ELBO, as they did, plus the importance-sampled NLL. Current result (2026-11-24, commit
+7557bfb, 2-core AMD EPYC shared with another job; latent 20, the config's own, with
+`--config.train.num_epochs=30 --config.eval.nll_samples=1000`): test ELBO -100.13, NLL-1000 95.66
+nats. benchmarks/README.md, "Other configs".
 """
 
 from experiments.configs import mnist
