@@ -24,12 +24,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """Parses the flags; a misspelled `--config.x` field is one line naming the nearest field."""
+    """Parses the flags; a misspelled `--config.x` field is one line naming the nearest field,
+    and so is a `--config` given twice (absl would keep the last one without a word)."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    paths += [b for a, b in itertools.pairwise(argv) if a == "--config"]
+    if len(paths) > 1:
+        sys.stderr.write(f"FATAL Flags parsing error: --config is given {len(paths)} times "
+                         f"({', '.join(paths)}); give one config file, and change its fields "
+                         "with --config.<field>=value.\n")  # fmt: skip
+        sys.exit(1)
     try:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError):  # ml_collections' 40-line error for an unknown field
-        paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-        paths += [b for a, b in itertools.pairwise(argv) if a == "--config"]
         overrides = [a[2:].split("=", 1)[0] for a in argv if a.startswith("--config.")]
         if not paths:
             raise

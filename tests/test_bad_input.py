@@ -77,6 +77,7 @@ def test_jitted_objectives_stay_jittable_and_leave_values_to_the_caller():
         (KEY, jnp.ones((0, D)), r"empty batch \(shape \(0, 4\)\)"),  # was ZeroDivisionError
         (KEY, jnp.ones((D,)), r"at least 2 axes; got shape \(4,\).*x\[None\]"),  # blamed decoder
         (KEY, jnp.ones((2, D), jnp.complex64), "real numbers.*complex64"),  # was accepted
+        (KEY, jnp.ones((2, D), bool), r"boolean.*x\.astype\(np\.float32\)"),  # "real part"
     ],
 )
 def test_shape_dtype_and_key_errors_also_under_jit(objective, jit, key, x, match):

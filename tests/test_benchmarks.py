@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
+from benchmarks import commits, quality, throughput
 from benchmarks import evaluate as evaluate_benchmark
 from benchmarks import population as population_benchmark
-from benchmarks import quality, throughput
 from vaejax import budget, experiment
 from vaejax.writers import read_metrics
 
@@ -135,3 +135,21 @@ def test_gradient_snr_quick_prints_each_estimators_snr(capsys):
     )
     assert by[(5, "dreg")]["encoder_snr"] > by[(5, "reparameterized")]["encoder_snr"]
     assert "| 5 | dreg |" in capsys.readouterr().out
+
+
+def test_commits_alternates_the_sides_and_takes_the_median_ratio(monkeypatch):
+    order = []
+
+    def run_side(root, module, args):
+        side = "base" if root == commits.pathlib.Path("/base") else "this"
+        order.append(side)
+        rate = {"base": 100.0, "this": 110.0}[side] + len(order)  # drifts between processes
+        return [{"model": "mlp", "vaejax_steps_per_s": rate}]
+
+    monkeypatch.setattr(commits, "run_side", run_side)
+    rows = commits.compare(
+        commits.pathlib.Path("/base"), "m", [], rounds=3, metric="vaejax_steps_per_s"
+    )
+    assert order == ["base", "this", "this", "base", "base", "this"]
+    ((model, base, this, ratio),) = rows
+    assert (model, base, this) == ("mlp", "104.0", "113.0") and ratio.startswith("1.105 ")

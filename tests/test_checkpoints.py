@@ -70,6 +70,18 @@ def test_a_damaged_latest_step_is_named_and_the_previous_one_restored(two_steps,
     assert os.listdir(two_steps / "bad_checkpoints")[0].startswith("2.")
 
 
+def test_a_read_only_reader_falls_back_and_moves_nothing(two_steps, caplog):
+    """What vaejax.load uses beside a training run: the newest good step, no file changed."""
+    _flip_bytes(two_steps)
+    (two_steps / "checkpoints" / "3.orbax-checkpoint-tmp-1").mkdir()  # a save in flight
+    with caplog.at_level(logging.WARNING), Checkpointer(two_steps, read_only=True) as c:
+        np.testing.assert_array_equal(c.restore()["w"], _tree(0.0)["w"])
+        assert c.current_step == 1 and c.all_steps() == [1, 2]
+    assert "Checkpoint step 2" in caplog.text and "left it in place" in caplog.text
+    assert (two_steps / "checkpoints" / "3.orbax-checkpoint-tmp-1").is_dir()
+    assert not (two_steps / "bad_checkpoints").exists()
+
+
 def test_a_deleted_metadata_file_restores_verified_values(two_steps):
     """Orbax reads the arrays without `_METADATA`; the checksum says they are the saved ones."""
     _delete_metadata(two_steps)

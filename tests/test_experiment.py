@@ -53,6 +53,19 @@ def test_tiny_config_end_to_end(fake_dir, tmp_path):
     assert any("valid/elbo" in r for r in records) and any("train/loss" in r for r in records)
 
 
+def test_non_finite_test_numbers_are_no_result(fake_dir, tmp_path, monkeypatch):
+    """Was: a diverged run exited 0 with NaN IWAE and NLL in results.json (not even JSON)."""
+    real = experiment.evaluate.evaluate_test
+    nan_nll = lambda *a, **k: real(*a, **k) | {"nll_20": float("nan")}
+    monkeypatch.setattr(experiment.evaluate, "evaluate_test", nan_nll)
+    with pytest.raises(
+        experiment.NonFiniteLossError, match=r"Non-finite test numbers \['nll_20'\]"
+    ):
+        experiment.train_and_evaluate(_config(fake_dir), str(tmp_path / "run"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())  # strict JSON: null
+    assert saved["test"]["nll_20"] is None and "Non-finite" in saved["error"]
+
+
 def test_no_validation_split_and_a_moving_average(fake_dir, tmp_path, monkeypatch):
     """num_valid=0 trains on every train example; the test sees the averaged parameters."""
     evaluated = []
@@ -124,6 +137,18 @@ def test_resume_refuses_other_training_settings(fake_dir, tmp_path):
     # ... a changed batch size would continue another run's checkpoint: refused, naming it.
     with pytest.raises(ValueError, match=r"'train.batch_size': \(8, 4\).*new --workdir"):
         experiment.train_and_evaluate(_config(fake_dir, **{"train.batch_size": 4}), workdir)
+    # Without train_config.json (only checkpoints/ copied over), the checkpoint's metadata decides.
+    recorded = tmp_path / "run" / "train_config.json"
+    recorded.unlink()
+    changed = {"train.batch_size": 4, "optim.learning_rate": 0.5}
+    with pytest.raises(
+        ValueError, match=r"\(checkpoint, this config\).*'train.batch_size': \(8, 4\)"
+    ):
+        experiment.train_and_evaluate(_config(fake_dir, **changed), workdir)
+    assert not recorded.exists()  # nothing rewritten by the refused run
+    recorded.write_text('{"train.batch_size": 8,')  # hand-edited, no longer JSON
+    with pytest.raises(ValueError, match=r"train_config.json is not valid JSON.*delete it"):
+        experiment.train_and_evaluate(_config(fake_dir), workdir)
 
 
 def test_schedule_fitted_to_the_time_budget_and_the_clock_across_resumes(

@@ -88,3 +88,15 @@ def test_bad_input():
             q.sample(jax.random.key(0), params, num_samples=bad)
     with pytest.raises(ValueError, match=r"missing \['log_sigma'\]"):
         DiagonalGaussian("log_sigma").stddev(params)
+
+
+def test_a_collapsed_scale_keeps_the_density_finite():
+    """Was: a diverged run's log_var of -859 gave exp(429.5) = inf times z - mean = 0: NaN."""
+    q = {"mean": jnp.ones((2, 3)), "log_var": jnp.full((2, 3), -859.0)}
+    z = DiagonalGaussian("log_var").sample(jax.random.key(0), q, 4)  # std underflows: z = mean
+    log_q = DiagonalGaussian("log_var").log_prob(q, z)
+    np.testing.assert_allclose(log_q, 3 * (429.5 - 0.5 * np.log(2 * np.pi)), rtol=1e-6)
+    ordinary = {"mean": jnp.zeros((1, 1)), "log_var": jnp.zeros((1, 1))}  # unchanged there
+    np.testing.assert_allclose(
+        DiagonalGaussian().log_prob(ordinary, jnp.ones((1, 1))), stats.norm.logpdf(1.0), rtol=1e-6
+    )

@@ -277,3 +277,13 @@ def test_one_device_equals_four():
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "max rel diff" in res.stdout
+
+
+def test_a_model_too_large_for_the_device_is_refused_before_allocating():
+    """Was: latent_dim=2e8 gave a raw RESOURCE_EXHAUSTED from the allocator."""
+    huge = networks.mlp_vae(
+        data_shape=(4,), likelihood=likelihoods.Bernoulli(), latent_dim=200_000_000,
+        hidden_sizes=(16,),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"GiB of parameters.*more than this device's"):
+        train.create_train_state(jax.random.key(0), huge, np.zeros((2, 4)), optax.adam(1e-3))

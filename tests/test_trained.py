@@ -1,5 +1,6 @@
 """vaejax.load: a trained work directory back in Python, its methods, and what it refuses."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -172,6 +173,9 @@ def test_a_tampered_config_is_refused(run, tmp_path):
     (workdir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"'model.likelihood': \('continuous_bernoulli', 'bern"):
         vaejax.load(workdir)
+    (workdir / "config.json").write_text('{"model": {"likelihood": "bernoulli",')  # not JSON
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON .*restore it, or delete"):
+        vaejax.load(workdir)
 
     # The checkpoint's own record edited: its parameters do not fit, said before any restore.
     def wider(metadata):
@@ -280,3 +284,45 @@ def test_a_key_that_is_not_a_jax_random_key_is_refused_up_front(run, raw_test, k
     # Both kinds of key still work.
     assert model.elbo(jax.random.PRNGKey(0), x).elbo.shape == (4,)
     assert model.elbo(jax.random.key(0), x).elbo.shape == (4,)
+
+
+def test_loading_while_the_run_trains_changes_none_of_its_files(tmp_path):
+    """Was: vaejax.load in a loop beside a run that saved every step killed the run at its
+    next save (the loader's Orbax manager removed the trainer's in-flight temporary step)."""
+    workdir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "experiments.mnist", "--config=experiments/configs/test.py",
+        f"--workdir={workdir}", "--config.data.name=synthetic", "--config.train.num_epochs=6",
+        "--config.train.checkpoint_every_steps=2", "--config.train.steps_per_dispatch=1",
+        "--config.eval.nll_samples=0", "--config.eval.iwae_samples=0",
+    ]  # fmt: skip
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trainer = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    loads = 0
+    while trainer.poll() is None:  # as fast as it goes, against every save
+        try:
+            vaejax.load(workdir)
+            loads += 1
+        except FileNotFoundError:  # before the first checkpoint
+            pass
+    _, stderr = trainer.communicate()
+    assert trainer.returncode == 0, stderr.decode()[-2000:]
+    assert loads > 5 and (workdir / "results.json").exists()
+    assert not os.path.exists(workdir / "bad_checkpoints")
+
+
+def test_a_binarized_models_score_can_be_the_same_for_every_key(run, raw_test):
+    """Was: log_likelihood of grayscale images drew a fresh binarization per call, unsaid."""
+    loaded = vaejax.load(run[0])
+    model = dataclasses.replace(loaded, preprocessing=data_lib.Preprocessing("dynamic_binarize"))
+    x = raw_test[0][:8]
+    score = lambda k, images, **kw: np.asarray(
+        model.log_likelihood(jax.random.key(k), images, num_samples=64, chunk_size=32, **kw)
+    )
+    drawn = [score(k, x) for k in range(3)]
+    fixed = [score(k, x, binarize="threshold") for k in range(3)]
+    thresholded = ((x / 255.0 >= 0.5) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(fixed[0], score(0, thresholded))  # the thresholded image's
+    assert np.ptp(fixed, axis=0).max() < np.ptp(drawn, axis=0).max()  # only the samples' noise
+    with pytest.raises(ValueError, match="for a model of binarized data.*'unit_interval'"):
+        loaded.log_likelihood(jax.random.key(0), x, binarize="threshold")

@@ -97,6 +97,24 @@ def _disk_full(e: BaseException) -> OSError | None:
     return None
 
 
+class _DropReadOnlyNotes(logging.Filter):
+    """Drops Orbax's notes that a read-only manager is read-only (three lines per load)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("CheckpointManagerOptions.read_only") or "read only=" in text)
+
+
+@contextlib.contextmanager
+def _without_read_only_notes() -> Iterator[None]:
+    drop, logger = _DropReadOnlyNotes(), logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 class _DropDiskFull(logging.Filter):
     """Drops the log records of Orbax's writer threads that repeat a full disk's error."""
 
@@ -134,23 +152,40 @@ class Checkpointer:
     """
 
     def __init__(
-        self, workdir: str | os.PathLike, *, max_to_keep: int = 2, keep_every_steps: int = 0
+        self,
+        workdir: str | os.PathLike,
+        *,
+        max_to_keep: int = 2,
+        keep_every_steps: int = 0,
+        read_only: bool = False,
     ):
         self._workdir = os.path.abspath(os.fspath(workdir))
         self._max_to_keep, self._keep_every = max_to_keep, keep_every_steps
+        self._read_only = read_only  # a reader beside a training run: changes no file
         directory = os.path.join(self._workdir, "checkpoints")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if keep_every_steps else max_to_keep,  # else `_prune` does
-            create=True,
-            cleanup_tmp_directories=True,  # remove the partial save of a killed process
+            create=not read_only,
+            save_interval_steps=0 if read_only else 1,
+            # The trainer removes a killed process's partial save; a reader leaves the
+            # trainer's in-flight save alone.
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
             enable_async_checkpointing=False,  # the step is small; keep saves simple and ordered
         )
-        self._manager = ocp.CheckpointManager(directory, options=options)
+        with _without_read_only_notes():
+            self._manager = ocp.CheckpointManager(directory, options=options)
         self._current: int | None = None  # the step last restored or saved
+        self._verified_metadata: tuple[int | None, dict] = (None, {})
 
     @property
     def directory(self) -> str:
         return os.fspath(self._manager.directory)
+
+    @property
+    def current_step(self) -> int | None:
+        """The step last restored or saved."""
+        return self._current
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -218,7 +253,10 @@ class Checkpointer:
         latest); {} if none was."""
         step = step if step is not None else self._current
         step = self.latest_step() if step is None else step
-        meta = dict(self._manager.metadata(step).custom_metadata or {})
+        if self._verified_metadata[0] == step:  # a reader beside a run: the run may prune it
+            meta = dict(self._verified_metadata[1])
+        else:
+            meta = dict(self._manager.metadata(step).custom_metadata or {})
         meta.pop(_CHECKSUM, None)
         return meta
 
@@ -226,6 +264,7 @@ class Checkpointer:
         """Raises `CheckpointError` unless `restored` is what `step` saved (checksum), or, for
         steps saved without one, unless every float in it is finite."""
         meta = self._manager.metadata(step).custom_metadata or {}
+        self._verified_metadata = (step, dict(meta))  # read with the arrays it describes
         if _CHECKSUM in meta:
             if checksum(restored) != sorted(meta[_CHECKSUM]):
                 raise CheckpointError(
@@ -242,7 +281,9 @@ class Checkpointer:
             manager = ocp.CheckpointManager(
                 self.directory,
                 item_handlers=ocp.StandardCheckpointHandler(),
-                options=ocp.CheckpointManagerOptions(create=False),
+                options=ocp.CheckpointManagerOptions(
+                    create=False, cleanup_tmp_directories=False, read_only=True
+                ),
             )
             saved = manager.item_metadata(step)
             manager.close()
@@ -282,21 +323,33 @@ class Checkpointer:
             self._current = step
             return restored
         failures = []
-        for s in reversed(self.all_steps()):
-            try:
-                restored = self._restore_step(s, target)
-            except Exception as e:  # a damaged file fails in TensorStore with a bare Exception
-                # A ValueError (another structure, shape or topology than `target`'s) says
-                # nothing of the files: the step is skipped, not moved.
-                self._set_aside(s, e, move=not isinstance(e, ValueError) or _is_bad(e))
-                failures.append(self._bad_message(s, e))
-                continue
-            self._current = s
-            return restored
+        # A reader beside a training run lists again when the run pruned what it listed.
+        for _ in range(5 if self._read_only else 1):
+            self._manager.reload()
+            for s in reversed(self.all_steps()):
+                try:
+                    restored = self._restore_step(s, target)
+                except Exception as e:  # a damaged file fails in TensorStore with a bare Exception
+                    if self._read_only and self._pruned(s):
+                        continue  # deleted by the run while it was read: not damaged
+                    # A ValueError (another structure, shape or topology than `target`'s) says
+                    # nothing of the files: the step is skipped, not moved.
+                    self._set_aside(s, e, move=not isinstance(e, ValueError) or _is_bad(e))
+                    failures.append(self._bad_message(s, e))
+                    continue
+                self._current = s
+                return restored
+            if failures:
+                break
         raise CheckpointError(
             f"No checkpoint in {self.directory} can be restored: {'; '.join(failures)}. "
             "Start afresh with a new --workdir, or restore into a target of the saved structure."
         )
+
+    def _pruned(self, step: int) -> bool:
+        """Whether `step` is gone, or going (a deletion in progress ends within moments)."""
+        time.sleep(0.2)
+        return not os.path.isdir(os.path.join(self.directory, str(step)))
 
     def latest_good_step(self) -> int | None:
         """The newest step that passes verification (read back and checked), or None."""
@@ -331,7 +384,7 @@ class Checkpointer:
         """Says why `step` is skipped; a damaged one is moved out of Orbax's directory (kept
         for inspection), so that training can save that step number again."""
         where = "left it in place"
-        if move:
+        if move and not self._read_only:
             os.makedirs(self._bad_dir(), exist_ok=True)
             where = os.path.join(self._bad_dir(), f"{step}.{time.strftime('%Y%m%dT%H%M%S')}")
             src = os.path.join(self.directory, str(step))

@@ -9,7 +9,6 @@ memory. Entry points call `check_overrides` on their `--config.x=...` flags.
 from __future__ import annotations
 
 import difflib
-import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -83,14 +82,14 @@ def check_splits(
     splits: Mapping[str, np.ndarray],
     likelihood: Any,
     *,
-    noise: str | None,
+    preprocessing: data_lib.Preprocessing,
     batch_size: int,
 ) -> None:
     """Every split the run uses, checked on the host once, before any compilation.
 
-    `splits`: name -> array (train, valid, test). A train split that the train step binarizes
-    or dequantizes per batch (`noise`) must hold intensities in [0, 1] (the noise makes the
-    likelihood's data from them); every other split must be data of `likelihood`.
+    `splits`: name -> array (train, valid, test). Each must hold what `preprocessing` makes
+    (`Preprocessing.check_split`); each but a train split that the train step binarizes or
+    dequantizes per batch must also be data of `likelihood`.
     """
     train_x = splits["train"]
     if len(train_x) == 0:
@@ -104,22 +103,9 @@ def check_splits(
     for name, x in splits.items():
         if not len(x):  # num_valid=0 trains on all train examples and validates on none
             continue
-        if name == "train" and noise is not None:
-            _check_intensities(x, noise)
-        else:
+        preprocessing.check_split(name, x)
+        if name != "train" or preprocessing.noise is None:
             likelihood.check_data(x)
-
-
-def _check_intensities(x: np.ndarray, noise: str) -> None:
-    lo, hi = (float(x.min()), float(x.max())) if np.isfinite(x).all() else (math.nan, math.nan)
-    if not (0 <= lo and hi <= 1):
-        preprocessing = {"binarize": "dynamic_binarize", "dequantize": "dequantize"}[noise]
-        raise ValueError(
-            f"The training split holds values in [{lo:.6g}, {hi:.6g}], but {preprocessing!r} "
-            f"draws each batch's {noise}d data from intensities in [0, 1]. Scale the images to "
-            "[0, 1] (e.g. divide 8-bit levels by 255; `vaejax.data.load` does this), or set "
-            "the preprocessing that made these data."
-        )
 
 
 # ---- the entry points' overrides

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import logging
 import math
 import os
 import pathlib
+import warnings
 import zipfile
 from typing import Any
 
@@ -27,6 +29,7 @@ import tensorflow_datasets as tfds
 from jax.typing import ArrayLike
 
 from vaejax import cpu_fastpaths, files
+from vaejax.version import __version__
 
 PREPROCESSINGS = (
     "dynamic_binarize",
@@ -145,6 +148,32 @@ class Preprocessing:
                 train = np.asarray(binarize(key_train, train))
         return train, np.asarray(valid), np.asarray(test)
 
+    def check_split(self, split: str, x: np.ndarray) -> None:
+        """Refuses a split (`split`: its name) that does not hold what this preprocessing
+        makes: intensities in [0, 1] (binary for a binarized split), or integer levels."""
+        if self.name in ("standardize", NO_PREPROCESSING):
+            return
+        finite = x.size == 0 or bool(np.isfinite(x).all())
+        lo, hi = (float(x.min()), float(x.max())) if finite and x.size else (math.nan, math.nan)
+        if self.name == "integer":
+            integral = np.issubdtype(x.dtype, np.integer)
+            if not (integral and 0 <= lo and hi <= self.max_value):
+                raise ValueError(
+                    f"The {split} split ({x.dtype}, values in [{lo:.6g}, {hi:.6g}]) is not what "
+                    f"'integer' makes: integer levels 0..{self.max_value}. Pass the levels as "
+                    "integers, or set the preprocessing that made these data."
+                )
+            return
+        if not (0 <= lo and hi <= 1):
+            noise = self.noise if split == "train" else None
+            what = f"draws each batch's {noise}d data from" if noise else "makes"
+            raise ValueError(
+                f"The {'training' if split == 'train' else split} split holds values in "
+                f"[{lo:.6g}, {hi:.6g}], but {self.name!r} {what} intensities in [0, 1]. Scale "
+                "the images to [0, 1] (e.g. divide 8-bit levels by 255, 16-bit ones by 65535; "
+                "`vaejax.data.load` does this), or set the preprocessing that made these data."
+            )
+
     def to_pixels(self, x: np.ndarray) -> np.ndarray:
         """The model's data -> intensities in [0, 1], for figures."""
         if self.name == "standardize":
@@ -181,9 +210,9 @@ class Data:
     train: np.ndarray  # [N_train, H, W, C] float32 (int32 for "integer")
     valid: np.ndarray  # [N_valid, H, W, C]
     test: np.ndarray  # [N_test, H, W, C]
-    train_labels: np.ndarray  # [N_train] int32
-    valid_labels: np.ndarray  # [N_valid] int32
-    test_labels: np.ndarray  # [N_test] int32
+    train_labels: np.ndarray | None = None  # [N_train] int32; None: no labels
+    valid_labels: np.ndarray | None = None  # [N_valid] int32
+    test_labels: np.ndarray | None = None  # [N_test] int32
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # name, sizes, ...
     preprocessing: Preprocessing | None = None
 
@@ -267,35 +296,70 @@ def read_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
     if not is_prepared(name, data_dir):
         raise DatasetNotFoundError(not_prepared_message(name, data_dir))
     cache = _cache_file(name, split, data_dir)
+    source = _source(name, split, data_dir) if cache is not None else ""
     if cache is not None and cache.exists():
-        cached = _read_cache(cache)
+        cached = _read_cache(cache, source)
         if cached is not None:
             return cached
     # download=False: a missing dataset is reported above, never fetched behind the user's back.
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     # One batched read of the records; decoding them (PNG, in Python) takes most of the time.
-    examples = source.__getitems__(range(len(source)))
+    examples = records.__getitems__(range(len(records)))
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e.get("label", 0) for e in examples], np.int32)
     if cache is not None:
         # Atomic: concurrent readers see the old state or the whole file.
-        with files.atomic_file(cache, "wb") as f:
-            np.savez(f, images=images, labels=labels)
+        try:
+            with files.atomic_file(cache, "wb") as f:
+                digest = np.asarray(_digest(images, labels))
+                np.savez(f, images=images, labels=labels, source=np.asarray(source), digest=digest)
+        except OSError as e:  # the cache is optional: a read-only $HOME still trains
+            logging.getLogger(__name__).warning(
+                "The decode cache %s cannot be written (%s); going on without it. Set "
+                "VAEJAX_CACHE_DIR to a writable directory, or to off.",
+                cache,
+                e.strerror or e,
+            )
     return images, labels
 
 
-def _read_cache(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached `(images, labels)`, or None (and the file removed) if it cannot be read.
+def _source(name: str, split: str, data_dir: str | None) -> str:
+    """What a cached split was decoded from: the dataset, version and split, the prepared
+    directory and each of its files' size and time, and this code's version."""
+    builder = _builder(name, data_dir)
+    root = pathlib.Path(builder.data_dir)
+    prepared = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in root.iterdir() if p.is_file()
+    )
+    stamp = [name, str(builder.version), split, os.path.realpath(root), prepared, __version__]
+    return json.dumps(stamp)
 
-    A damaged cache (truncated by a full disk, or edited) is rebuilt from the dataset, with a
-    warning that names it; VAEJAX_CACHE_DIR=off turns the cache off.
+
+def _digest(images: np.ndarray, labels: np.ndarray) -> str:
+    content = hashlib.sha256(np.ascontiguousarray(images).data)
+    content.update(np.ascontiguousarray(labels).data)
+    return content.hexdigest()
+
+
+def _read_cache(path: pathlib.Path, source: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached `(images, labels)`, or None (and the file removed) if it cannot be trusted.
+
+    A cache that cannot be read (truncated by a full disk), was decoded from another source
+    (another prepared copy, another version), or whose arrays are not the ones written (edited,
+    or planted in a shared cache directory) is rebuilt from the dataset, with a warning that
+    names it; VAEJAX_CACHE_DIR=off turns the cache off. Nothing in it is ever unpickled.
     """
     try:
-        with np.load(path) as f:
-            return f["images"], f["labels"]
+        with np.load(path, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+            if "source" not in f or str(f["source"]) != source:
+                raise ValueError("it was decoded from another source than this dataset's files")
+            if str(f["digest"]) != _digest(images, labels):
+                raise ValueError("its arrays are not the ones written (changed since)")
+            return images, labels
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         logging.getLogger(__name__).warning(
-            "The decode cache %s cannot be read (%s: %s); rebuilding it from the dataset. "
+            "The decode cache %s cannot be used (%s: %s); rebuilding it from the dataset. "
             "VAEJAX_CACHE_DIR=off turns the cache off.",
             path,
             type(e).__name__,
@@ -466,6 +530,14 @@ def load(
         raise ValueError(
             f"num_valid must be in [0, {num_stored}) for {name}'s {num_stored} train examples; "
             f"got {num_valid}."
+        )
+    if not has_validation and num_valid > num_stored - num_valid:
+        warnings.warn(
+            f"num_valid={num_valid} holds out more of {name}'s {num_stored} train examples than "
+            f"it leaves to train on ({num_stored - num_valid}); lower config.data.num_valid "
+            "unless that is meant.",
+            UserWarning,
+            stacklevel=2,
         )
 
     train, train_labels = read("train")

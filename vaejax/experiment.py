@@ -101,7 +101,7 @@ def setup(
     likelihood = model.likelihood if custom_model else build.build_likelihood(config.model)
     for m in run_members:  # every split, on the host, before any compilation
         splits = {"train": m.data.train, "valid": m.data.valid, "test": m.data.test}
-        checks.check_splits(splits, likelihood, noise=preprocessing.noise, batch_size=batch_size)
+        checks.check_splits(splits, likelihood, preprocessing=preprocessing, batch_size=batch_size)
     if model is None:
         model = build.build_model(config.model, first.train.shape[1:], likelihood)
 
@@ -121,8 +121,12 @@ def setup(
     trained_s = 0.0
     if resuming:
         state = checkpointer.restore(state)
-        trained_s = checkpointer.metadata().get("train_time_s", 0.0)
+        meta = checkpointer.metadata()
+        if recorded := [m["config"] for m in meta.get("members", [])]:
+            workdir_lib.check_same_as_checkpoint([c.given for c in configs], recorded, workdir)
+        trained_s = meta.get("train_time_s", 0.0)
         log.info("Resumed from step %d in %s", _step(state), checkpointer.directory)
+    workdir_lib.record_training(settings, workdir)
     return Run(
         config=config,
         workdir=workdir,
@@ -296,22 +300,34 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
         preprocessing=run.preprocessing,
     )
     valid = evaluate.elbo_summary(run.model, params, d.valid, m.key_eval) if len(d.valid) else None
+    bad = sorted(k for k, v in test.items() if np.isscalar(v) and not np.isfinite(v))
+    if bad:  # a collapsed or diverged model: its numbers are no result
+        m.error = f"Non-finite test numbers {bad} at step {step} (the model diverged)"
+        m.error_step = step
+        m.writer.close()
+        results = {"error": m.error, "test": test, "config": m.config.given}
+        _write_json(os.path.join(m.workdir, "results.json"), results)
+        log.error("%s; results.json records it.", m.error)
+        return results
     m.writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
-    figure_files = figures.write_figures(
-        run.model, params, d, m.workdir, jax.random.fold_in(m.key_eval, 2), run.preprocessing
-    )
     m.writer.close()
     results = {"test": test, "valid": valid, **_run_info(step, train_time, start_time)}
-    results |= {
-        "epochs": step / run.steps_per_epoch,
-        "figures": figure_files,
-        "config": m.config.given,
-    }
+    results |= {"epochs": step / run.steps_per_epoch, "figures": [], "config": m.config.given}
     if run.custom_model:  # config.model did not describe it
         results["model"] = repr(run.model)
     if run.custom_data:
         results["data_info"] = d.info | {"preprocessing": run.preprocessing.name}
-    _write_json(os.path.join(m.workdir, "results.json"), results)
+    path = os.path.join(m.workdir, "results.json")
+    _write_json(path, results)  # first: a failing figure never loses the numbers
+    try:
+        key = jax.random.fold_in(m.key_eval, 2)
+        results["figures"] = figures.write_figures(
+            run.model, params, d, m.workdir, key, run.preprocessing
+        )
+    except Exception as e:
+        results["figures_error"] = f"{type(e).__name__}: {e}"
+        log.exception("Writing the figures failed; the test numbers are in %s", path)
+    _write_json(path, results)
     log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
     return results
 
@@ -322,6 +338,12 @@ def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[st
     per_member = [
         finish_member(run, i, step, train_time, start_time) for i in range(len(run.members))
     ]
+    if all(m.error is not None for m in run.members) and any("test" in r for r in per_member):
+        raise NonFiniteLossError(
+            "; ".join(m.error for m in run.members)
+            + ". Lower the learning rate or check the data.",
+            step=step,
+        )
     if not run.is_population:
         return per_member[0]
     results = population.results(per_member, run.config) | _run_info(step, train_time, start_time)

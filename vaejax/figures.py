@@ -69,9 +69,11 @@ def write_figures(
                 axes=manifold_axes(bound.prior, codes),
             )
         )
-    paths.append(
-        plots.save_latent_scatter(os.path.join(workdir, "latent_codes.png"), codes, d.test_labels)
-    )
+    labels = d.test_labels
+    if labels is not None and np.shape(labels) == (len(codes),):  # coloured by label: needs them
+        paths.append(
+            plots.save_latent_scatter(os.path.join(workdir, "latent_codes.png"), codes, labels)
+        )
     return [os.path.basename(str(p)) for p in paths]
 
 

@@ -6,10 +6,11 @@
 
 import contextlib
 import json
+import math
 import os
 import pathlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -30,7 +31,44 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_leftovers(directory: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files that `atomic_file` writers killed mid-write left under
+    `directory` (`.<name>.<pid>.tmp`); call it only while no writer can be at work there."""
+    found = [
+        p
+        for p in pathlib.Path(directory).rglob(".*.tmp")
+        if p.is_file() and p.name.rsplit(".", 2)[-2].isdigit() and "checkpoints" not in p.parts
+    ]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
+def strict(obj: Any, _open: frozenset[int] = frozenset()) -> Any:
+    """`obj` with every non-finite float as None: strict JSON (`NaN` is not JSON). A circular
+    container is left as it is, for `json.dump` to refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if id(obj) in _open or not isinstance(obj, dict | list | tuple):
+        return obj
+    inner = _open | {id(obj)}
+    if isinstance(obj, dict):
+        return {k: strict(v, inner) for k, v in obj.items()}
+    return [strict(v, inner) for v in obj]
+
+
 def write_json(path: str | os.PathLike, obj: object) -> None:
-    """Writes `obj` as JSON to `path`, atomically (`atomic_file`)."""
+    """Writes `obj` as strict JSON to `path` (non-finite numbers as null), atomically."""
     with atomic_file(path) as f:
-        json.dump(obj, f, indent=2, default=str)
+        json.dump(strict(obj), f, indent=2, default=str, allow_nan=False)
+
+
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """The JSON in `path`; a file that is no longer JSON (hand-edited, say) is a ValueError
+    naming it, what is wrong and `fix`, what to do."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)} is not valid JSON ({e}). {fix}") from None

@@ -61,11 +61,16 @@ def _check_inputs(key: jax.Array, x: ArrayLike, likelihood: Any) -> jax.Array:
     if x.ndim < 2:
         raise ValueError(
             f"x must be a batch [B, *event] with at least 2 axes; got shape {tuple(x.shape)}. "
-            "For a single example pass x[None]."
+            "For one example of D values pass x[None]; for B examples of one value, x[:, None]."
         )
     if x.shape[0] == 0:
         raise ValueError(
             f"x is an empty batch (shape {tuple(x.shape)}); pass at least one example."
+        )
+    if x.dtype == bool:
+        raise ValueError(
+            "x is boolean; the likelihoods are densities on numbers: pass "
+            "x.astype(np.float32) (True as 1.0)."
         )
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
         raise ValueError(

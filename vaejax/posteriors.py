@@ -33,6 +33,7 @@ Params = Mapping[str, jax.Array]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 # parameterization -> name of the raw scale head.
+_MAX_LOG_INV_STD = 80.0
 _SCALE_NAMES = {"log_var": "log_var", "log_sigma": "log_sigma", "softplus": "raw_std"}
 
 
@@ -161,7 +162,9 @@ class DiagonalGaussian:
         mean, log_std = params["mean"], self.log_stddev(params)
         if z.ndim == mean.ndim + 1:
             mean, log_std = mean[None], log_std[None]
-        eps = (z - mean) * jnp.exp(-log_std)
+        # A collapsed scale (log std below -80: std underflows, 1 / std overflows) would give
+        # 0 * inf at z = mean; its inverse is capped where float32 has no such scales anyway.
+        eps = (z - mean) * jnp.exp(jnp.minimum(-log_std, _MAX_LOG_INV_STD))
         return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - log_std.sum(-1)
 
     def kl_standard_normal(self, params: Params) -> jax.Array:

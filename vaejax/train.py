@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import operator
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -159,6 +161,32 @@ def learning_rate_schedule(
     raise ValueError(f"Unknown learning-rate schedule {name!r}; valid: {list(SCHEDULES)}.")
 
 
+def _memory_bytes(device: Any) -> int | None:
+    """The memory a device's arrays may take: an accelerator's limit, the host's RAM on CPU."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(params: Any) -> None:
+    """Refuses, before allocating, a model whose parameters, gradients and Adam's two moments
+    (4x the parameters) cannot fit: a latent size of 2e8 gets its sizes, not RESOURCE_EXHAUSTED."""
+    size = sum(math.prod(p.shape) * p.dtype.itemsize for p in jax.tree.leaves(params))
+    limit = _memory_bytes(jax.devices()[0])
+    if limit is not None and 4 * size > limit:
+        largest = max(jax.tree.leaves_with_path(params), key=lambda kv: math.prod(kv[1].shape))
+        raise ValueError(
+            f"The model has {size / 2**30:.1f} GiB of parameters (largest: "
+            f"{jax.tree_util.keystr(largest[0])} of shape {largest[1].shape}); with gradients and "
+            f"Adam's moments that is {4 * size / 2**30:.1f} GiB, more than this device's "
+            f"{limit / 2**30:.1f} GiB. Use smaller config.model sizes (latent_dim, hidden_sizes)."
+        )
+
+
 def create_train_state(
     key: jax.Array,
     model: networks.VAE,
@@ -177,7 +205,9 @@ def create_train_state(
             f"ema_decay must be in [0, 1) (0: no moving average, e.g. 0.999: about the last "
             f"1000 steps); got {ema_decay}."
         )
-    params = networks.init(model, key, jnp.asarray(example_batch[:1]))
+    x = jnp.asarray(example_batch[:1])
+    _check_fits_in_memory(jax.eval_shape(lambda k: networks.init(model, k, x), key))
+    params = networks.init(model, key, x)
     if output_bias is not None:
         params = networks.set_output_bias(params, output_bias)
     return TrainState.create(

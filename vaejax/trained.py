@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -25,7 +24,7 @@ import ml_collections
 import numpy as np
 from jax.typing import ArrayLike
 
-from vaejax import build, cpu_fastpaths, evaluate, fields, networks
+from vaejax import build, cpu_fastpaths, evaluate, fields, files, networks
 from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.checkpoints import Checkpointer
@@ -314,16 +313,36 @@ class TrainedModel:
         return _elbo(self.params, key, y, model=self.model, num_samples=num_samples)
 
     def log_likelihood(
-        self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1000, chunk_size: int = 100
+        self,
+        key: jax.Array,
+        x: ArrayLike,
+        *,
+        num_samples: int = 1000,
+        chunk_size: int = 100,
+        binarize: str = "draw",
     ) -> jax.Array:
         """Importance-sampled log p(x) per example `[B]` (nats), e.g. as an anomaly score.
 
         `num_samples` importance samples per example, `chunk_size` of them decoded at a time
         (memory grows with `chunk_size * B`); the estimate the evaluation reports as `nll_k`.
+
+        A model of binarized data scores a binary image: for grayscale `x`, `binarize="draw"`
+        (the default, as training saw its data) draws one binarization from `key`, so the score
+        of a grayscale image changes with the key; `binarize="threshold"` scores the image
+        thresholded at one half, the same for every key but for the importance samples' noise.
         """
         _check_key(key, "log_likelihood")
         fields.check_count(num_samples, "num_samples", "log_likelihood")
         fields.check_count(chunk_size, "chunk_size", "log_likelihood")
+        if binarize not in ("draw", "threshold"):
+            raise ValueError(f"binarize must be 'draw' or 'threshold'; got {binarize!r}.")
+        if binarize == "threshold":
+            if not self.preprocessing.name.endswith("binarize"):
+                raise ValueError(
+                    f"binarize='threshold' is for a model of binarized data; this one's "
+                    f"preprocessing is {self.preprocessing.name!r}."
+                )
+            x = (self.preprocess(x)[0] >= 0.5) * self.preprocessing.max_value
         y, key = self.preprocess(x, key)
         chunk_size = min(int(chunk_size), int(num_samples))
         return _log_px(
@@ -379,17 +398,20 @@ def load(
     """
     workdir = os.fspath(workdir)
     _check_workdir(workdir)
-    with Checkpointer(workdir) as checkpointer:
-        step = checkpointer.latest_step() if step is None else int(step)
-        if step is None or not os.path.isdir(os.path.join(checkpointer.directory, str(step))):
+    # Read-only: a run training in `workdir` meanwhile keeps every file, its save in flight too.
+    with Checkpointer(workdir, read_only=True) as checkpointer:
+        step = None if step is None else int(step)
+        if not checkpointer.all_steps() or (step not in (None, *checkpointer.all_steps())):
             raise FileNotFoundError(
                 f"{checkpointer.directory} holds no checkpoint"
                 + ("" if step is None else f" of step {step}")
                 + ": train first (python -m experiments.mnist --workdir=...), or pass a saved step."
             )
         # Restored as saved, whatever its format, before anything interprets it (a restore
-        # first also registers the handler that reading the metadata quietly needs).
+        # first also registers the handler that reading the metadata quietly needs). With no
+        # step: the newest that passes verification (a damaged newer one is named, and kept).
         tree = checkpointer.restore(step=step)  # as saved, on this process's first device
+        step = checkpointer.current_step
         metadata = checkpointer.metadata(step)
     _check_format(metadata, workdir, step)
     description = _member_description(metadata, member, workdir)
@@ -473,8 +495,8 @@ def _check_config_file(workdir: str, member: int | None, saved: dict[str, Any]) 
     path = os.path.join(directory, "config.json")
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        on_disk = build.flatten(json.load(f))
+    fix = "It is the run's config as trained: restore it, or delete it (the checkpoint has one)."
+    on_disk = build.flatten(files.read_json(path, fix))
     saved = build.flatten(saved)
     changed = {
         k: (saved.get(k), on_disk.get(k))

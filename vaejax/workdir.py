@@ -21,12 +21,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from vaejax import build, distributed
-from vaejax.files import write_json
+from vaejax.files import read_json, remove_leftovers, write_json
 
 LOCK_NAME = ".lock"
+TRAIN_CONFIG = "train_config.json"
 
 
-class WorkdirLockedError(ValueError):
+class WorkdirError(ValueError):
+    """The work directory cannot be used: a file, or not writable."""
+
+
+class WorkdirLockedError(WorkdirError):
     """Another process holds the work directory's lock."""
 
 
@@ -46,9 +51,20 @@ def hold(workdir: str | os.PathLike) -> Iterator[str]:
     Raises:
       WorkdirLockedError: another process holds it (at once, without waiting).
     """
-    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(os.fspath(workdir), LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(
+            f"--workdir {os.fspath(workdir)} is a file, not a directory. Pass a directory (it "
+            "is created if missing): checkpoints, metrics and results.json go there."
+        )
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise WorkdirError(
+            f"The work directory {os.fspath(workdir)} cannot be written ({e.strerror}): "
+            "checkpoints, metrics and results.json go there. Pass a --workdir you can write to."
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,6 +76,7 @@ def hold(workdir: str | os.PathLike) -> Iterator[str]:
                 "to finish or use another --workdir. If that run is not alive (its machine went "
                 f"down and a network file system kept its lock), delete {path} and rerun."
             ) from None
+        remove_leftovers(workdir)  # of writers killed mid-write: none can be at work now
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
         os.ftruncate(fd, 0)
@@ -73,29 +90,52 @@ def hold(workdir: str | os.PathLike) -> Iterator[str]:
         os.close(fd)
 
 
-def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
-    """Records the training settings in `workdir`; refuses to resume a run made with others.
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of a config dict, flattened: what a resume must not change."""
+    flat = build.flatten(json.loads(json.dumps(settings, default=str)))
+    return {k: v for k, v in flat.items() if not k.startswith(build.RESUMABLE)}
 
-    `settings`: the config as a dict (`config.to_dict()`, plus a population's members).
+
+def _refuse_changes(saved: dict, flat: dict, where: str, workdir: str) -> None:
+    changed = {k: (saved.get(k), flat.get(k)) for k in saved.keys() | flat.keys()}
+    changed = {k: v for k, v in sorted(changed.items()) if v[0] != v[1]}
+    if changed:
+        raise ValueError(
+            f"{workdir} holds checkpoints of a run with other training settings (setting: "
+            f"({where}, this config)): {changed}. Use a new --workdir, or the checkpointed "
+            "run's settings to resume it."
+        )
+
+
+def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
+    """Refuses to resume a run made with other training settings than `settings` (the config as
+    a dict, plus a population's members), as `train_config.json` records them.
+
     Resuming restores the latest checkpoint, so a changed batch size, schedule or model would
     silently continue (or, with fewer steps, skip) another run's training.
     """
-    path = os.path.join(workdir, "train_config.json")
-    flat = {
-        k: v
-        for k, v in build.flatten(json.loads(json.dumps(settings, default=str))).items()
-        if not k.startswith(build.RESUMABLE)
-    }
+    path = os.path.join(workdir, TRAIN_CONFIG)
     if resuming and os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        changed = {k: (saved.get(k), flat.get(k)) for k in saved.keys() | flat.keys()}
-        changed = {k: v for k, v in sorted(changed.items()) if v[0] != v[1]}
-        if changed:
-            raise ValueError(
-                f"{workdir} holds checkpoints of a run with other training settings "
-                f"(setting: (checkpointed run, this config)): {changed}. Use a new --workdir, "
-                f"or the checkpointed run's settings to resume it."
-            )
-    if distributed.is_primary():  # atomically: the other processes of the run read it meanwhile
-        write_json(path, flat)
+        fix = "It records the checkpointed run's settings: restore it, or delete it to resume "
+        saved = read_json(path, fix + "with the settings saved in the checkpoint.")
+        _refuse_changes(saved, _flat(settings), "checkpointed run", workdir)
+
+
+def check_same_as_checkpoint(
+    configs: list[dict[str, Any]], recorded: list[dict[str, Any]], workdir: str
+) -> None:
+    """Refuses to resume from a checkpoint whose metadata records other training settings than
+    each member's config (`configs`): the check that holds when `train_config.json` is gone."""
+    if len(recorded) != len(configs):
+        raise ValueError(
+            f"{workdir}'s checkpoint holds {len(recorded)} models, this run trains {len(configs)}. "
+            "Use a new --workdir, or the checkpointed run's population to resume it."
+        )
+    for given, saved in zip(configs, recorded, strict=True):
+        _refuse_changes(_flat(saved), _flat(given), "checkpoint", workdir)
+
+
+def record_training(settings: dict[str, Any], workdir: str) -> None:
+    """Writes `train_config.json`, atomically (the other processes of the run read it)."""
+    if distributed.is_primary():
+        write_json(os.path.join(workdir, TRAIN_CONFIG), _flat(settings))

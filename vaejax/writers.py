@@ -214,7 +214,13 @@ class NullWriter:
 
 
 def open_writer(workdir: str, *, purge_step: int, primary: bool) -> MetricWriter | NullWriter:
-    """The run's writer in `workdir` on the process that writes (`primary`), else a `NullWriter`."""
+    """The run's writer in `workdir` on the process that writes (`primary`), else a `NullWriter`.
+
+    A resumed run's metrics file is read first: a damaged line is named before any training,
+    not after it (when the figures read the file).
+    """
+    if (pathlib.Path(workdir) / METRICS_FILE).exists():
+        read_metrics(workdir)
     return MetricWriter(workdir, purge_step=purge_step) if primary else NullWriter()
 
 

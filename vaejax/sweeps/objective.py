@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import optuna
 
-from vaejax import experiment
+from vaejax import experiment, files
 from vaejax.sweeps import space, trials
 from vaejax.sweeps.signals import Stop
 from vaejax.sweeps.spec import Sweep
@@ -70,8 +70,8 @@ def _results(out: Any) -> Mapping[str, Any]:
 
 
 def _same_config(path: str, config: ml_collections.ConfigDict) -> bool:
-    with open(path) as f:
-        return json.load(f) == json.loads(config.to_json_best_effort())
+    fix = "It is the trial's config: restore it, or delete the trial's directory to rerun it."
+    return files.read_json(path, fix) == json.loads(config.to_json_best_effort())
 
 
 class TrialObjective:
