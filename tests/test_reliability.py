@@ -242,3 +242,15 @@ def test_a_config_given_twice_is_one_line(tmp_path):
 def test_a_validation_split_larger_than_what_it_leaves_warns():
     with pytest.warns(UserWarning, match=r"num_valid=200 holds out more .* leaves .*\(40\)"):
         data.load("synthetic", preprocessing="unit_interval", num_valid=200)
+
+
+def test_a_truncated_prepared_file_names_the_dataset_and_the_fix(fake_dir, monkeypatch):
+    """Was: RuntimeError: Invalid Riegeli/records file: chunk boundary ... (nothing more)."""
+    monkeypatch.setenv("VAEJAX_CACHE_DIR", "off")
+
+    def truncated(*args, **kwargs):  # what array_record raises on a file cut short
+        raise RuntimeError("Invalid Riegeli/records file: chunk boundary is 1900544 but ...")
+
+    monkeypatch.setattr(data.tfds, "data_source", truncated)
+    with pytest.raises(data.DatasetNotFoundError, match=r"mnist split 'test' .* damaged or trunc"):
+        data.read_split("mnist", "test", data_dir=fake_dir)

@@ -287,13 +287,13 @@ def test_a_key_that_is_not_a_jax_random_key_is_refused_up_front(run, raw_test, k
 
 
 def test_loading_while_the_run_trains_changes_none_of_its_files(tmp_path):
-    """Was: vaejax.load in a loop beside a run that saved every step killed the run at its
+    """Was: vaejax.load in a loop beside a run that saved every few steps killed the run at its
     next save (the loader's Orbax manager removed the trainer's in-flight temporary step)."""
     workdir = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "experiments.mnist", "--config=experiments/configs/test.py",
         f"--workdir={workdir}", "--config.data.name=synthetic", "--config.train.num_epochs=6",
-        "--config.train.checkpoint_every_steps=2", "--config.train.steps_per_dispatch=1",
+        "--config.train.checkpoint_every_steps=4", "--config.train.steps_per_dispatch=1",
         "--config.eval.nll_samples=0", "--config.eval.iwae_samples=0",
     ]  # fmt: skip
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

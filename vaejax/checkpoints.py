@@ -8,7 +8,9 @@ Each save records a SHA-256 of every array (with its dtype and shape) in the ste
 `restore` recomputes it on what it read. A step that fails (flipped bytes, a truncated data
 file) is reported by name, moved aside to `<workdir>/bad_checkpoints/` and the newest step
 that passes is restored instead. Steps saved before checksums were
-recorded are checked for finiteness and structure only.
+recorded are checked for finiteness and structure only. A `read_only` checkpointer (what
+`vaejax.load` uses beside a training run) changes no file: it neither removes the run's save in
+flight nor moves a damaged step, and it skips steps the run prunes while they are read.
 """
 
 from __future__ import annotations
@@ -264,6 +266,8 @@ class Checkpointer:
         """Raises `CheckpointError` unless `restored` is what `step` saved (checksum), or, for
         steps saved without one, unless every float in it is finite."""
         meta = self._manager.metadata(step).custom_metadata or {}
+        if not meta and self._read_only:  # every step of a run has some: this one is going
+            raise CheckpointError(f"checkpoint step {step} has no metadata (being deleted?)")
         self._verified_metadata = (step, dict(meta))  # read with the arrays it describes
         if _CHECKSUM in meta:
             if checksum(restored) != sorted(meta[_CHECKSUM]):

@@ -27,8 +27,8 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import cpu_fastpaths, fields, networks
-from vaejax.data import add_data_noise
 from vaejax.objectives import GRADIENT_ESTIMATORS, ElboTerms, elbo, iwae_bound
+from vaejax.preprocessing import add_data_noise
 
 OBJECTIVES = ("elbo", "iwae")
 SCHEDULES = ("constant", "cosine", "exponential", "burda")

@@ -380,9 +380,13 @@ def load(
 ) -> TrainedModel:
     """The trained model in `workdir` (the `--workdir` of a finished or running training run).
 
+    Loading reads and changes nothing of the work directory, so it is safe beside the run that
+    writes it: only finished, verified steps are read.
+
     Args:
       workdir: a work directory written by `train_and_evaluate` (`python -m experiments.mnist`).
-      step: the checkpoint's step; default the latest.
+      step: the checkpoint's step; default the newest that passes verification (a damaged
+        newer one is named in a warning).
       member: for a population's work directory, which member (0, 1, ...).
       model: the VAE to restore into, for a run trained with a model of its own
         (`train_and_evaluate(..., model=...)`); by default the one its config describes.
