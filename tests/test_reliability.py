@@ -254,3 +254,19 @@ def test_a_truncated_prepared_file_names_the_dataset_and_the_fix(fake_dir, monke
     monkeypatch.setattr(data.tfds, "data_source", truncated)
     with pytest.raises(data.DatasetNotFoundError, match=r"mnist split 'test' .* damaged or trunc"):
         data.read_split("mnist", "test", data_dir=fake_dir)
+
+
+def test_a_full_disk_while_writing_figures_keeps_the_numbers_and_says_it_once(
+    fake_dir, tmp_path, monkeypatch, caplog
+):
+    """Was: a raw OSError [Errno 28] from the figure, and no results.json."""
+    from vaejax import plots
+
+    def full_disk(self, fname, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots.Figure, "savefig", full_disk)
+    _, results = experiment.train_and_evaluate(_config(fake_dir), str(tmp_path / "run"))
+    assert results["figures_error"].startswith("DiskFullError: No space left on device: ")
+    assert np.isfinite(results["test"]["nll_20"]) and (tmp_path / "run" / "results.json").exists()
+    assert caplog.text.count("No space left on device") == 1 and "Traceback" not in caplog.text

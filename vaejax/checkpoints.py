@@ -29,6 +29,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vaejax.files import DiskFullError
+
 log = logging.getLogger(__name__)
 
 # The custom-metadata key of the checksum (kept out of what `metadata()` returns).
@@ -37,13 +39,6 @@ _CHECKSUM = "_vaejax_checksum"
 
 class CheckpointError(ValueError):
     """No checkpoint of the work directory passes verification, or one could not be written."""
-
-
-class DiskFullError(OSError):
-    """A checkpoint or figure could not be written: the disk is full."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)  # the message first, without "[Errno 28]"
 
 
 def _leaf_host(x: Any) -> np.ndarray:

@@ -42,7 +42,7 @@ from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.distributed import is_primary
-from vaejax.files import write_json
+from vaejax.files import DiskFullError, write_json
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +324,10 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
         results["figures"] = figures.write_figures(
             run.model, params, d, m.workdir, key, run.preprocessing
         )
-    except Exception as e:
+    except Exception as e:  # reported and recorded: the numbers stand
         results["figures_error"] = f"{type(e).__name__}: {e}"
-        log.exception("Writing the figures failed; the test numbers are in %s", path)
+        report = log.error if isinstance(e, DiskFullError) else log.exception  # said once
+        report("Writing the figures failed (%s); the test numbers are in %s", e, path)
     _write_json(path, results)
     log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
     return results

@@ -5,12 +5,20 @@
 """
 
 import contextlib
+import errno
 import json
 import math
 import os
 import pathlib
 from collections.abc import Iterator
 from typing import IO, Any
+
+
+class DiskFullError(OSError):
+    """A checkpoint, figure or results file could not be written: the disk is full."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message first, without "[Errno 28]"
 
 
 @contextlib.contextmanager
@@ -27,6 +35,15 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with tmp.open(mode) as f:
             yield f
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno != errno.ENOSPC or isinstance(e, DiskFullError):
+            raise
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"No space left on device: {path} could not be written (an earlier version of it, "
+            "if any, is intact). Free space, or move the workdir to a larger disk, and rerun "
+            "with the same --workdir: it resumes.",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
