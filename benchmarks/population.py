@@ -29,6 +29,7 @@ import numpy as np
 from absl import flags
 
 from experiments.configs import mnist
+from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax import experiment, population
 
@@ -87,7 +88,7 @@ def benchmark(size: int, *, steps: int, examples: int) -> dict[str, float]:
     config.data.num_valid = 0
     config.train.batch_size = 100  # the batch the recorded tables were measured at
     if FLAGS.model == "small":
-        config.model.preset, config.model.hidden_sizes, config.model.latent_dim = "mlp", (16,), 3
+        config_lib.set_preset(config.model, "mlp", hidden_sizes=(16,), latent_dim=3)
     if FLAGS.quick:
         config.train.steps_per_dispatch = 10
     batch, per_dispatch = config.train.batch_size, config.train.steps_per_dispatch

@@ -233,9 +233,9 @@ def test_bad_layers_and_mismatched_priors_are_refused():
 
 def test_hierarchical_config_errors_name_the_field():
     config = test_config.get_config()
-    config.model.preset = "ladder"
-    config.model.latent_sizes = (8, 4, 2)
-    config.model.layer_hidden_sizes = ((16,), (16,))
+    config_lib.set_preset(
+        config.model, "ladder", latent_sizes=(8, 4, 2), layer_hidden_sizes=((16,), (16,))
+    )
     with pytest.raises(checks.ConfigError, match="model.latent_sizes.*2 layer.*3 stochastic"):
         config_lib.read(config)
     config.model.layer_hidden_sizes = ((16,), (16,), (16,))
@@ -248,9 +248,8 @@ def test_hierarchical_config_errors_name_the_field():
 def test_hierarchical_models_train_through_the_loop(fake_dir, tmp_path, preset):
     config = test_config.get_config()
     config.data.data_dir = fake_dir
-    config.model.preset = preset
-    config.model.latent_sizes = (4, 2) if preset == "ladder" else ()
-    config.model.layer_hidden_sizes = ((16,), (8,)) if preset == "ladder" else ()
+    layers = dict(latent_sizes=(4, 2), layer_hidden_sizes=((16,), (8,)))
+    config_lib.set_preset(config.model, preset, **(layers if preset == "ladder" else {}))
     config.objective.free_bits = 0.05 if preset == "ladder" else 0.0
     experiment.train_and_evaluate(config, str(tmp_path))
     test = json.loads((tmp_path / "results.json").read_text())["test"]
@@ -280,14 +279,9 @@ def test_hierarchical_models_train_through_the_loop(fake_dir, tmp_path, preset):
 def test_a_population_of_ladders_matches_its_lone_member(fake_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])
     config = test_config.get_config()
-    config.update_from_flattened_dict(
-        {
-            "data.data_dir": fake_dir,
-            "model.preset": "ladder",
-            "model.latent_sizes": (4, 2),
-            "model.layer_hidden_sizes": ((16,), (8,)),
-            "eval.iwae_samples": 0,
-        }
+    config.update_from_flattened_dict({"data.data_dir": fake_dir, "eval.iwae_samples": 0})
+    config_lib.set_preset(
+        config.model, "ladder", latent_sizes=(4, 2), layer_hidden_sizes=((16,), (8,))
     )
     members = [{"seed": 0}, {"seed": 1, "objective.beta": 0.5}]
     _, pop = experiment.train_and_evaluate(config, str(tmp_path / "pop"), members=members)

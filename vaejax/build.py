@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from vaejax import config as config_lib
-from vaejax import hierarchical, likelihoods, networks, posteriors, priors, train
+from vaejax import hierarchical, likelihoods, posteriors, priors, train
 
 # The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
 # refuses a work directory of another format. Bump it when older checkpoints no longer restore.
@@ -22,47 +22,24 @@ FORMAT_VERSION = 1
 
 
 def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
-    """The VAE named by `cfg.preset`, with the config's latent size, widths, posterior and prior
-    (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components` components or
-    pseudo-inputs). A hierarchical preset (`hierarchical.PRESETS`) takes its layers from
-    `cfg.latent_sizes` and `cfg.layer_hidden_sizes` ("stacked", "ladder"; empty: the preset's
-    own) and puts the prior on its top layer."""
-    kwargs: dict[str, Any] = dict(
-        data_shape=tuple(data_shape),
-        likelihood=likelihood,
-        input_scale=cfg.input_scale,
-    )
-    if cfg.preset in hierarchical.PRESETS:
-        model = hierarchical.build(
-            cfg.preset,
-            activation=cfg.activation,
-            latent_sizes=cfg.latent_sizes,
-            hidden_sizes=cfg.layer_hidden_sizes,
-            posterior=cfg.posterior,
-            posterior_kwargs=cfg.posterior_kwargs,
-            **kwargs,
-        )
+    """The VAE of `cfg.preset`, built from its own fields (`cfg.net`), with the config's
+    posterior and prior (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components`
+    components or pseudo-inputs); a hierarchy's prior is on its top layer."""
+    hierarchy = isinstance(cfg.net, config_lib.Layers)
+    if hierarchy:
         posterior = hierarchical.GAUSSIAN
-        latent_dim = model.latent_sizes[-1]
     else:
         posterior = posteriors.make(cfg.posterior, **cfg.posterior_kwargs)
-        kwargs |= dict(latent_dim=cfg.latent_dim, posterior=posterior)
-        if cfg.preset == "mlp":
-            kwargs |= dict(
-                hidden_sizes=cfg.hidden_sizes,
-                activation=cfg.activation,
-                pixel_features=cfg.pixel_features,
-            )
-        model, latent_dim = networks.PRESETS[cfg.preset](**kwargs), cfg.latent_dim
-    prior_name = cfg.prior
+    common = dict(data_shape=tuple(data_shape), likelihood=likelihood, input_scale=cfg.input_scale)
+    model = cfg.net.make(cfg.preset, posterior=posterior, **common)
     prior = priors.make(
-        prior_name,
-        latent_dim=latent_dim,
+        cfg.prior,
+        latent_dim=model.latent_sizes[-1] if hierarchy else cfg.net.latent_dim,
         data_shape=tuple(data_shape),
         posterior=posterior,
         num_components=cfg.prior_components,
     )
-    return model if prior_name == "standard_normal" else model.clone(prior=prior)
+    return model if cfg.prior == "standard_normal" else model.clone(prior=prior)
 
 
 def build_likelihood(cfg: config_lib.Model) -> Any:

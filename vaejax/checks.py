@@ -141,11 +141,11 @@ def check_run(
     model: Any = None,
     data: data_lib.Data | None = None,
     members: Sequence[Mapping[str, Any]] | None = None,
-) -> tuple[config_lib.Config, list[config_lib.Config]]:
+) -> tuple[config_lib.Config, list[config_lib.Config], Any]:
     """What `train_and_evaluate` checks before reading any data: the config (and each
     population member's), and the pair of the likelihood (the model's, else the config's) and
     the preprocessing (the data's, else the config's). Returns the run's and each member's
-    config, read."""
+    config, read, and the likelihood."""
     custom = dict(custom_model=model is not None, custom_data=data is not None)
     run_cfg = config_lib.read(config, **custom)
     if members is not None and not members:
@@ -160,4 +160,4 @@ def check_run(
         name = run_cfg.data.preprocessing
         binary = data is None and run_cfg.data.name in data_lib.BINARY_DATASETS
     check_likelihood_fits(likelihood, name, binary=binary)
-    return run_cfg, member_cfgs
+    return run_cfg, member_cfgs, likelihood

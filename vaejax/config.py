@@ -45,17 +45,97 @@ class Data:
         fields.check(self, "config.data")
 
 
+# ---- the model: the preset's own fields, then what every preset shares
+
+
+@dataclasses.dataclass(frozen=True)
+class OneLayer:
+    """Presets "kingma2013", "burda2015", "conv": one stochastic layer of `latent_dim` units."""
+
+    latent_dim: int = at_least(1, default=50)
+
+    def __post_init__(self):
+        fields.check(self, "config.model")
+
+    def make(self, preset: str, **common) -> Any:
+        """The preset's network; `common`: data_shape, likelihood, input_scale, posterior."""
+        return networks.PRESETS[preset](**common, **dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP(OneLayer):
+    """Preset "mlp": an MLP encoder and decoder of `hidden_sizes`."""
+
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    activation: str = "tanh"
+    pixel_features: int = at_least(0, default=0, note=" (0: one plain head per param)")
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        super().__post_init__()
+        for size in self.hidden_sizes:
+            if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+                raise ConfigError(
+                    f"config.model.hidden_sizes = {self.hidden_sizes} has a width of {size!r}; "
+                    "every width must be an integer >= 1."
+                )
+        _wrapped(lambda: networks.activation(self.activation), "config.model.activation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """Presets "stacked", "ladder": stochastic layers of `latent_sizes` (z_1 first), each over
+    deterministic layers of `layer_hidden_sizes` (a tuple of widths per layer); empty: the
+    preset's own."""
+
+    latent_sizes: tuple[int, ...] = ()
+    layer_hidden_sizes: tuple = ()
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        object.__setattr__(self, "latent_sizes", tuple(self.latent_sizes))
+        hidden = tuple(tuple(h) for h in self.layer_hidden_sizes)
+        object.__setattr__(self, "layer_hidden_sizes", hidden)
+        fields.check(self, "config.model")
+
+    def make(self, preset: str, *, posterior: Any = None, **common) -> Any:
+        """The hierarchy; each of its layers is Gaussian, so `posterior` is not used."""
+        return hierarchical.build(
+            preset,
+            activation=self.activation,
+            latent_sizes=self.latent_sizes,
+            hidden_sizes=self.layer_hidden_sizes,
+            **common,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed(Layers):
+    """Preset "burda2015_2layer": Burda et al.'s two stochastic layers, as published."""
+
+    latent_sizes: tuple[int, ...] = dataclasses.field(default=(), init=False, repr=False)
+    layer_hidden_sizes: tuple = dataclasses.field(default=(), init=False, repr=False)
+    activation: str = dataclasses.field(default="tanh", init=False, repr=False)
+
+
+PRESETS: dict[str, type] = {
+    "kingma2013": OneLayer,
+    "burda2015": OneLayer,
+    "conv": OneLayer,
+    "mlp": MLP,
+    "burda2015_2layer": Fixed,
+    "stacked": Layers,
+    "ladder": Layers,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """The model a preset builds (`build.build_model`); fields a preset does not use are ignored."""
+    """The model: `preset` and its own fields (`net`, one of `PRESETS`' classes), then the
+    likelihood, posterior and prior that every preset takes (`build.build_model`)."""
 
-    preset: str = one_of((*networks.PRESETS, *hierarchical.PRESETS), default="burda2015")
-    latent_dim: int = at_least(1, default=50)
-    latent_sizes: tuple[int, ...] = ()  # stacked / ladder: z_1 first; () the preset's own
-    layer_hidden_sizes: tuple = ()  # stacked / ladder: a tuple of widths per layer
-    hidden_sizes: tuple[int, ...] = (200, 200)  # "mlp"
-    pixel_features: int = at_least(0, default=0, note=" (0: one plain head per param)")
-    activation: str = "tanh"
+    preset: str = one_of(tuple(PRESETS), default="burda2015")
+    net: Any = None  # None: the preset's defaults
     likelihood: str = one_of(likelihoods.names(), default="bernoulli")
     likelihood_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     posterior: str = one_of(posteriors.POSTERIORS, default="log_var")
@@ -67,19 +147,15 @@ class Model:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("latent_sizes", tuple(self.latent_sizes))
-        set_("layer_hidden_sizes", tuple(tuple(h) for h in self.layer_hidden_sizes))
-        set_("hidden_sizes", tuple(self.hidden_sizes))
         set_("likelihood_kwargs", dict(self.likelihood_kwargs))
         set_("posterior_kwargs", dict(self.posterior_kwargs))
         fields.check(self, "config.model")
-        for size in self.hidden_sizes:
-            if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
-                raise ConfigError(
-                    f"config.model.hidden_sizes = {self.hidden_sizes} has a width of {size!r}; "
-                    "every width must be an integer >= 1."
-                )
-        _wrapped(lambda: networks.activation(self.activation), "config.model.activation")
+        kind = PRESETS[self.preset]
+        set_("net", kind() if self.net is None else self.net)
+        if type(self.net) is not kind:
+            raise ConfigError(
+                f"config.model: preset {self.preset!r} takes a {kind.__name__}; got {self.net!r}."
+            )
         _wrapped(
             lambda: likelihoods.get(self.likelihood, **self.likelihood_kwargs),
             "config.model.likelihood",
@@ -88,18 +164,16 @@ class Model:
             lambda: posteriors.make(self.posterior, **self.posterior_kwargs),
             "config.model.posterior",
         )
-        if self.preset in hierarchical.PRESETS:  # built, not initialized: checks its layers
+        if isinstance(self.net, Layers):
+            if self.posterior != "log_var" or self.posterior_kwargs:
+                raise ConfigError(
+                    f"config.model.posterior: the hierarchical preset {self.preset!r} has "
+                    f"diagonal Gaussian layers (log_var); got posterior={self.posterior!r} with "
+                    f"{self.posterior_kwargs}. Use posterior 'log_var' and no posterior_kwargs."
+                )
+            # built, not initialized: checks the layers against the preset's own
             _wrapped(
-                lambda: hierarchical.build(
-                    self.preset,
-                    data_shape=(1,),
-                    likelihood=None,
-                    activation=self.activation,
-                    latent_sizes=self.latent_sizes,
-                    hidden_sizes=self.layer_hidden_sizes,
-                    posterior=self.posterior,
-                    posterior_kwargs=self.posterior_kwargs,
-                ),
+                lambda: self.net.make(self.preset, data_shape=(1,), likelihood=None),
                 "config.model.latent_sizes",
             )
 
@@ -186,8 +260,69 @@ def _refuse_unknown(values: Mapping[str, Any], known: list[str], where: str) -> 
 
 
 def _section(cls: type, values: Mapping[str, Any], name: str) -> Any:
-    _refuse_unknown(values, [f.name for f in dataclasses.fields(cls)], f"{name}.")
+    _refuse_unknown(values, [f.name for f in dataclasses.fields(cls) if f.init], f"{name}.")
     return _wrapped(lambda: cls(**values), f"config.{name}")
+
+
+def _own_fields(kind: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(kind) if f.init]
+
+
+SHARED = [f.name for f in dataclasses.fields(Model) if f.name != "net"]
+
+
+def _model(values: Mapping[str, Any]) -> Model:
+    """The model section: `preset`, its own fields (into `net`) and the shared ones."""
+    preset = values.get("preset", "burda2015")
+    if preset not in PRESETS:
+        _section(Model, {"preset": preset}, "model")  # names what is valid
+    own = _own_fields(PRESETS[preset])
+    foreign = {
+        name: [p for p, kind in PRESETS.items() if name in _own_fields(kind)]
+        for name in values
+        if name not in own and name not in SHARED
+    }
+    if foreign := {name: owners for name, owners in foreign.items() if owners}:
+        named = ", ".join(f"{n} ({' / '.join(o)})" for n, o in foreign.items())
+        raise ConfigError(
+            f"config.model: preset {preset!r} takes {own} of its own, not {named}: fields of "
+            f"other presets. Remove them, or make the section with "
+            f"vaejax.config.set_preset(config.model, {preset!r}, ...)."
+        )
+    _refuse_unknown(values, own + SHARED, "model.")
+    net = _section(PRESETS[preset], {k: v for k, v in values.items() if k in own}, "model")
+    shared = {k: v for k, v in values.items() if k in SHARED}
+    return _section(Model, {"net": net, **shared}, "model")
+
+
+def set_preset(
+    model: ml_collections.ConfigDict, preset: str, **values: Any
+) -> ml_collections.ConfigDict:
+    """Makes `model` (a config's model section) describe `preset`, in place: the fields of its
+    former preset go, this one's come at their defaults, then `values`. Returns `model`."""
+    if preset not in PRESETS:
+        _section(Model, {"preset": preset}, "model")
+    for kind in set(PRESETS.values()):
+        for name in _own_fields(kind):
+            if name in model:
+                del model[name]
+    model.preset = preset
+    defaults = {f.name: f.default for f in dataclasses.fields(PRESETS[preset]) if f.init}
+    _refuse_unknown(values, list(defaults), "model.")
+    for name, default in defaults.items():
+        setattr(model, name, values.get(name, default))
+    return model
+
+
+def own_fields(given: Mapping[str, Any]) -> dict[str, Any]:
+    """`given` (a config as a dict) with only its preset's own model fields: records written
+    before each preset had its own fields held every preset's, unused."""
+    model = dict(given.get("model") or {})
+    kind = PRESETS.get(model.get("preset", "burda2015"))
+    if kind is None:
+        return dict(given)
+    keep = set(_own_fields(kind)) | set(SHARED)
+    return {**given, "model": {k: v for k, v in model.items() if k in keep}}
 
 
 def read(
@@ -210,6 +345,6 @@ def read(
             values = {k: v for k, v in values.items() if k == "output_bias"}
         if custom_data and name == "data":
             values.pop("name", None)
-        sections[name] = _section(cls, values, name)
+        sections[name] = _model(values) if name == "model" else _section(cls, values, name)
     top = {k: given[k] for k in ("seed", "distributed") if k in given}
     return Config(**top, **sections, given=given)

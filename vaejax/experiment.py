@@ -89,7 +89,7 @@ def setup(
     members: Sequence[Mapping[str, Any]] | None = None,
 ) -> Run:
     """Data, model, train state (restored when the workdir holds a checkpoint) and the chunk."""
-    config, configs = checks.check_run(config, model=model, data=data, members=members)
+    config, configs, likelihood = checks.check_run(config, model=model, data=data, members=members)
     os.makedirs(workdir, exist_ok=True)  # (the checks above read no data)
     time_budget = budget.Budget.from_config(config.train)
     batch_size = config.train.batch_size  # shared by every member
@@ -98,7 +98,6 @@ def setup(
     first = run_members[0].data
     preprocessing = first.preprocessing or data_lib.Preprocessing(config.data.preprocessing)
     custom_model = model is not None
-    likelihood = model.likelihood if custom_model else build.build_likelihood(config.model)
     for m in run_members:  # every split, on the host, before any compilation
         splits = {"train": m.data.train, "valid": m.data.valid, "test": m.data.test}
         checks.check_splits(splits, likelihood, preprocessing=preprocessing, batch_size=batch_size)

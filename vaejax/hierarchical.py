@@ -20,7 +20,7 @@ Each conditional's mean and log-variance are plain `Dense` heads (`networks.MLPE
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -415,18 +415,10 @@ def build(
     activation: str = "tanh",
     latent_sizes: Sequence[int] = (),
     hidden_sizes: Sequence[Sequence[int]] = (),
-    posterior: str = "log_var",
-    posterior_kwargs: Mapping[str, Any] | None = None,
 ) -> _Hierarchy:
     """The preset named `preset`; for "stacked" and "ladder", the given activation and layers
     (empty: the preset's own). `burda2015_2layer` is fixed. Every layer is a diagonal Gaussian
-    with a log-variance head: `posterior` (a config's name) must say so."""
-    if posterior != "log_var" or posterior_kwargs:
-        raise ValueError(
-            f"The hierarchical preset {preset!r} has diagonal Gaussian layers (log_var); got "
-            f"posterior={posterior!r} with {dict(posterior_kwargs or {})}. Use posterior "
-            "'log_var' and no posterior_kwargs with it."
-        )
+    with a log-variance head."""
     kwargs: dict[str, Any] = dict(
         data_shape=tuple(data_shape), likelihood=likelihood, input_scale=input_scale
     )

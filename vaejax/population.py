@@ -181,7 +181,7 @@ def make_chunk(
     # The train split differs between seeds only when it was binarized once per seed.
     shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
     train_x = members[0].data.train if shared else np.stack([m.data.train for m in members])
-    train_x, to_global = distributed.to_global(train_x, replicated), distributed.to_global
+    train_x = distributed.to_global(train_x, replicated)
     objective = config.objective
     keys = [m.keys[1] for m in members]
     fn = train.make_train_chunk(
@@ -196,14 +196,18 @@ def make_chunk(
         idx_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
 
         def lone(state, idx):
-            state, metrics = fn(state, train_x, to_global(idx[0], idx_sharding), keys[0])
+            state, metrics = fn(
+                state, train_x, distributed.to_global(idx[0], idx_sharding), keys[0]
+            )
             return state, jax.tree.map(lambda a: a[None], metrics)
 
         return lone
     idx_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
     betas = jnp.asarray([m.config.objective.beta for m in members], jnp.float32)
     keys = jnp.stack(keys)
-    return lambda state, idx: fn(state, train_x, to_global(idx, idx_sharding), keys, betas)
+    return lambda state, idx: fn(
+        state, train_x, distributed.to_global(idx, idx_sharding), keys, betas
+    )
 
 
 def results(per_member: list[dict[str, Any]], config: config_lib.Config) -> dict[str, Any]:

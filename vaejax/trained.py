@@ -521,7 +521,7 @@ def _build_model(config, data_shape, description, workdir) -> Any:
             f"{workdir} was trained with a model of its own, not the one its config describes: "
             f"{description['custom_model'][:200]}... Pass it: vaejax.load(workdir, model=...)."
         )
-    cfg = config_lib.read(config).model
+    cfg = config_lib.read(config_lib.own_fields(config)).model
     return build.build_model(cfg, data_shape, build.build_likelihood(cfg))
 
 

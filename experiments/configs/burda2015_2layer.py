@@ -15,9 +15,10 @@ top: benchmarks/README.md, "Several stochastic layers".
 """
 
 from experiments.configs import mnist
+from vaejax import config as config_lib
 
 
 def get_config():
     config = mnist.get_config()
-    config.model.preset = "burda2015_2layer"
+    config_lib.set_preset(config.model, "burda2015_2layer")
     return config

@@ -13,6 +13,7 @@ benchmarks/README.md, "Other configs".
 """
 
 from experiments.configs import mnist
+from vaejax import config as config_lib
 
 
 def get_config():
@@ -22,9 +23,8 @@ def get_config():
     config.train.batch_size = 100
     config.data.preprocessing = "dequantize"
     config.model.likelihood = "continuous_bernoulli"
-    config.model.preset = "mlp"
-    config.model.hidden_sizes = (400,)
-    config.model.activation = "relu"
-    config.model.latent_dim = 20
+    config_lib.set_preset(
+        config.model, "mlp", hidden_sizes=(400,), activation="relu", latent_dim=20
+    )
     config.train.num_epochs = 50
     return config

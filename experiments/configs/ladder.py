@@ -15,12 +15,16 @@ this peak rate did worse (85.56). benchmarks/README.md, "Several stochastic laye
 """
 
 from experiments.configs import mnist
+from vaejax import config as config_lib
 
 
 def get_config():
     config = mnist.get_config()
-    config.model.preset = "ladder"
-    config.model.latent_sizes = (64, 32, 16)
-    config.model.layer_hidden_sizes = ((256, 256), (128, 128), (64, 64))
+    config_lib.set_preset(
+        config.model,
+        "ladder",
+        latent_sizes=(64, 32, 16),
+        layer_hidden_sizes=((256, 256), (128, 128), (64, 64)),
+    )
     config.objective.warmup_steps = 10_000
     return config

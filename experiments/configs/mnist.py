@@ -13,8 +13,10 @@ training): test ELBO -92.99, IWAE-50 -89.39, NLL-5000 88.43 nats, 23 active unit
 
 import ml_collections
 
+from vaejax import config as config_lib
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(preset: str = "burda2015") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.distributed = False  # True: jax.distributed.initialize() for multi-host runs
@@ -27,14 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_train = 0  # 0: every train example; else at most this many (the first)
 
     config.model = ml_collections.ConfigDict()
-    config.model.preset = "burda2015"  # kingma2013 | burda2015 | mlp | conv | hierarchical:
-    # burda2015_2layer | stacked | ladder (vaejax.hierarchical)
-    config.model.latent_dim = 50  # one stochastic layer
-    config.model.latent_sizes = ()  # stacked / ladder: z_1 first; () the preset's own
-    config.model.layer_hidden_sizes = ()  # stacked / ladder: a tuple of widths per layer
-    config.model.hidden_sizes = (200, 200)  # preset "mlp" only
-    config.model.pixel_features = 0  # "mlp": > 0, K values per pixel from that pixel's features
-    config.model.activation = "tanh"  # presets "mlp", "stacked", "ladder"
+    # The preset and its own fields (vaejax.config.PRESETS). Another preset, with its own fields
+    # at their defaults: --config=experiments/configs/mnist.py:ladder (or, in a config file,
+    # vaejax.config.set_preset(config.model, "ladder", latent_sizes=...), as ladder.py does).
+    config.model.preset = "burda2015"
+    config.model.latent_dim = 50
     config.model.likelihood = "bernoulli"
     config.model.likelihood_kwargs = ml_collections.ConfigDict()
     config.model.posterior = "log_var"  # log_var | log_sigma | softplus | iaf
@@ -86,4 +85,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.nll_samples = 5000
     config.eval.nll_chunk_size = 500
     config.eval.num_test = 0  # 0: the whole test split
+    if preset != "burda2015":
+        config_lib.set_preset(config.model, preset)
     return config

@@ -9,15 +9,14 @@ whole pipeline runs.
 """
 
 from experiments.configs import mnist
+from vaejax import config as config_lib
 
 
 def get_config():
     config = mnist.get_config()
     config.data.num_valid = 20
     config.data.num_train = 400
-    config.model.preset = "mlp"
-    config.model.latent_dim = 2
-    config.model.hidden_sizes = (16,)
+    config_lib.set_preset(config.model, "mlp", latent_dim=2, hidden_sizes=(16,))
     config.train.batch_size = 8
     config.train.num_epochs = 2
     config.train.steps_per_dispatch = 4

@@ -55,11 +55,10 @@ def base_config(quick: bool = False) -> ml_collections.ConfigDict:
 
     `quick`: synthetic data, a 16-unit MLP and one short epoch, for tests (seconds).
     """
-    config = mnist.get_config()
+    config = mnist.get_config("mlp")
     # The rate and batch size the pages' results were reached with:
     config.optim.learning_rate = 1e-3
     config.train.batch_size = 100
-    config.model.preset = "mlp"
     config.model.hidden_sizes = (500,)
     config.model.latent_dim = 20
     config.train.progress_bar = False
