@@ -12,7 +12,7 @@ that made it, and grouped:
 
   matmuls       dots and XNNPACK (ynn) fusions, forward and backward;
   optimizer     optax: Adam's moments and the parameter update;
-  likelihood    `vaejax/likelihoods.py`: the decoder's log-density and its gradient;
+  likelihood    `vaejax/likelihoods/`: the decoder's log-density and its gradient;
   sample, KL    the reparameterized sample (random bits), the posterior, the prior, the KL;
   network       bias adds, activations and their gradients (`vaejax/networks.py`, Flax);
   conv lowering the patches and phase shuffles of convolutions run as matmuls (`vaejax/conv.py`);
@@ -56,7 +56,7 @@ GROUPS = (
 _FILES = (  # the innermost source file that made an operation -> its group
     ("/optax/", "optimizer"),
     ("/flax/training/", "optimizer"),
-    ("vaejax/likelihoods.py", "likelihood"),
+    ("vaejax/likelihoods/", "likelihood"),
     ("vaejax/posteriors.py", "sample, KL"),
     ("vaejax/priors.py", "sample, KL"),
     ("vaejax/conv.py", "conv lowering"),

@@ -17,7 +17,7 @@ MODULE = """HloModule jit_chunk
 FileNames
 1 "/src/vaejax/train.py"
 2 "/site-packages/optax/_src/transform.py"
-3 "/src/vaejax/likelihoods.py"
+3 "/src/vaejax/likelihoods/bernoulli.py"
 
 FunctionNames
 1 "train_step"
@@ -64,7 +64,8 @@ def test_instructions_are_grouped_by_what_made_them():
     assert groups["exp_fusion"] == "likelihood"
     assert groups["gather_fusion"] == "data"
     assert groups["copy.7"] == "copies"
-    assert instructions["exp_fusion"][1] == ["/src/vaejax/likelihoods.py", "/src/vaejax/train.py"]
+    stack = ["/src/vaejax/likelihoods/bernoulli.py", "/src/vaejax/train.py"]
+    assert instructions["exp_fusion"][1] == stack
 
 
 def test_quick_run_accounts_for_the_whole_step():

@@ -6,6 +6,7 @@ from experiments.configs import mnist
 from experiments.configs import test as test_config
 from vaejax import build
 from vaejax import config as config_lib
+from vaejax import workdir as workdir_lib
 from vaejax.fields import ConfigError
 
 
@@ -57,3 +58,13 @@ def test_a_hierarchy_takes_gaussian_layers_only():
     config.model.posterior = "softplus"
     with pytest.raises(ConfigError, match="diagonal Gaussian layers"):
         config_lib.read(config)
+
+
+def test_a_run_recorded_with_every_presets_fields_resumes(tmp_path):
+    settings = mnist.get_config().to_dict()
+    old = settings | {"model": settings["model"] | {"hidden_sizes": (200, 200)}}
+    workdir_lib.record_training(old, str(tmp_path))
+    workdir_lib.check_same_training(settings, str(tmp_path), resuming=True)
+    changed = settings | {"model": settings["model"] | {"latent_dim": 3}}
+    with pytest.raises(ValueError, match=r"'model.latent_dim': \(50, 3\)"):
+        workdir_lib.check_same_training(changed, str(tmp_path), resuming=True)

@@ -25,8 +25,17 @@ from vaejax.terms import Terms
 from vaejax.version import __version__
 
 # The application layer, imported on first use: `import vaejax` stays the math and the models.
-_LAZY = {"TrainedModel": "vaejax.trained", "load": "vaejax.trained"}
-_SUBMODULES = ("build", "checkpoints", "data", "evaluate", "experiment", "train", "trained")
+_LAZY = {"TrainedModel": "vaejax.trained", "load": "vaejax.loading"}
+_SUBMODULES = (
+    "build",
+    "checkpoints",
+    "data",
+    "evaluate",
+    "experiment",
+    "train",
+    "trained",
+    "loading",
+)
 
 
 def __getattr__(name: str):

@@ -1,16 +1,10 @@
 """Orbax checkpoints of the train state in a work directory, verified when restored.
 
-Orbax writes each step to a temporary directory and renames it when complete, so a process
-killed mid-save leaves the previous checkpoint intact; at most the steps since the last
-checkpoint are lost.
-
-Each save records a SHA-256 of every array (with its dtype and shape) in the step's metadata;
-`restore` recomputes it on what it read. A step that fails (flipped bytes, a truncated data
-file) is reported by name, moved aside to `<workdir>/bad_checkpoints/` and the newest step
-that passes is restored instead. Steps saved before checksums were
-recorded are checked for finiteness and structure only. A `read_only` checkpointer (what
-`vaejax.load` uses beside a training run) changes no file: it neither removes the run's save in
-flight nor moves a damaged step, and it skips steps the run prunes while they are read.
+Orbax writes a step to a temporary directory and renames it when complete, so a killed save
+leaves the previous checkpoint intact. Each save records a SHA-256 of every array; `restore`
+recomputes it, and a step that fails is named, moved to `<workdir>/bad_checkpoints/`, and the
+newest good step restored instead. A `read_only` checkpointer (`vaejax.load` beside a run)
+changes no file and skips the steps the run prunes while they are read.
 """
 
 from __future__ import annotations

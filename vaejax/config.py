@@ -314,15 +314,18 @@ def set_preset(
     return model
 
 
+def unused_fields(preset: str) -> set[str]:
+    """The model fields of other presets than `preset`, not of its own."""
+    others = {n for kind in PRESETS.values() for n in _own_fields(kind)}
+    return others - set(_own_fields(PRESETS[preset])) if preset in PRESETS else set()
+
+
 def own_fields(given: Mapping[str, Any]) -> dict[str, Any]:
-    """`given` (a config as a dict) with only its preset's own model fields: records written
+    """`given` (a config as a dict) without the model fields of other presets: records written
     before each preset had its own fields held every preset's, unused."""
     model = dict(given.get("model") or {})
-    kind = PRESETS.get(model.get("preset", "burda2015"))
-    if kind is None:
-        return dict(given)
-    keep = set(_own_fields(kind)) | set(SHARED)
-    return {**given, "model": {k: v for k, v in model.items() if k in keep}}
+    unused = unused_fields(model.get("preset", "burda2015"))
+    return {**given, "model": {k: v for k, v in model.items() if k not in unused}}
 
 
 def read(

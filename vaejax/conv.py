@@ -1,21 +1,11 @@
 """2-D convolutions as Flax modules that lower to one matmul each on CPU.
 
-`Conv` and `ConvTranspose` are drop-in for `flax.linen.Conv` / `flax.linen.ConvTranspose` as the
-networks use them (channels-last images `[B, H, W, C]`, no dilation, no feature groups): the
-same parameter names, shapes and initializers, so a model's param tree and checkpoints do not
-change. On GPU and TPU they call `lax.conv_general_dilated` / `lax.conv_transpose`, exactly as
-Flax does. On CPU (the `conv_as_matmul` path of `vaejax.cpu_fastpaths`) they compute the same
-function with slices, pads and one `dot_general`:
-
-  conv            im2col by `kh * kw` strided slices of the padded input, concatenated on the
-                  channel axis, times the kernel as a `[kh * kw * Cin, Cout]` matrix;
-  conv transpose  the input times the kernel as a `[Cin, kh * kw * Cout]` matrix (the FLOPs of
-                  the transposed conv and no more), then each tap's `[B, H, W, Cout]` slab placed
-                  on the stride-dilated output grid with `lax.pad` and the slabs summed (col2im).
-
-XLA:CPU runs convolutions an order of magnitude below its matmuls (15-17 against 106-185
-GFLOP/s on a 2-core CPU), and slower still inside a `lax.scan`; as matmuls, the conv VAE's step
-runs near the matmul bound. Their gradients are again slices, pads and matmuls.
+`Conv` and `ConvTranspose` replace `flax.linen.Conv` / `ConvTranspose` as the networks use them
+(channels-last `[B, H, W, C]`, no dilation or groups), with the same parameter names, shapes and
+initializers. On GPU and TPU they call `lax.conv_general_dilated` / `lax.conv_transpose` as Flax
+does; on CPU (`cpu_fastpaths`' `conv_as_matmul`) they compute the same function as im2col
+slices and one `dot_general` (the transpose: one matmul, then col2im by padded slabs), because
+XLA:CPU runs convolutions far below its matmul speed (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
 """CPU-only speed paths: each computes what the plain JAX code computes, faster on XLA:CPU.
 
-Every path here applies only when the computation runs on CPU; on GPU and TPU the library takes
-the plain path (keys as they are, `jax.jit` without options, always `lax.scan`). Each has a test
-in `tests/test_cpu_fastpaths.py` proving it gives the plain path's numbers, and
-`benchmarks/README.md` ("CPU fast paths") records what each buys; paths that bought under 5%
-there (the hand-written gradient norm) were removed.
+On GPU and TPU the library takes the plain path. Each path has a test proving it gives the
+plain path's numbers (`tests/test_cpu_fastpaths.py`); benchmarks/README.md records what each buys.
 
-  threefry            `threefry_key(key)`: the same key under a threefry whose hash is
-                      straight-line code instead of XLA:CPU's 5-trip loop. Bit-for-bit the same
-                      draws.
-  evaluation_fusion   `evaluation_jit`: `jax.jit` with XLA:CPU's YNNPACK fusion limited to one
-                      dot per fusion, for forward-only evaluation.
-  per_step_dispatch   `prefer_per_step_dispatch(jaxpr, platform)`: run a training chunk of a
-                      step with convolutions as one jitted step per dispatch, not a `lax.scan`.
-  conv_as_matmul      `vaejax.conv.Conv` / `ConvTranspose`: convolutions and transposed
-                      convolutions as slices, pads and one matmul each, not XLA:CPU's convolution.
+  threefry            `threefry_key(key)`: threefry as straight-line code (the same draws).
+  evaluation_fusion   `evaluation_jit`: YNNPACK fusion limited to one dot, for evaluation.
+  per_step_dispatch   `prefer_per_step_dispatch`: a conv model's chunk as jitted steps, no scan.
+  conv_as_matmul      `vaejax.conv`: convolutions as slices, pads and one matmul each.
 
-`disabled(*names)` turns paths off inside a `with` block, for measuring them against the plain
-path in one process; jit caches see the switch, so code traced inside the block is retraced.
+`disabled(*names)` turns paths off inside a `with` block (code traced inside is retraced).
 """
 
 from __future__ import annotations

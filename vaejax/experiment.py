@@ -1,13 +1,9 @@
 """`train_and_evaluate(config, workdir)`: the one training loop, for a lone run or a population.
 
-The loop reads the config and calls the library: `setup` (data, model, state, resume),
-`run_chunk` (one compiled dispatch of steps), `validate`, `save` (a checkpoint) and `finish`
-(test evaluation, figures, results.json). A population (`members=[...]`) is the same loop over
-one train state with a leading member axis, trained by the vmapped chunk (`vaejax.population`).
-
-Rerunning with the same workdir resumes from the latest checkpoint; the data order and keys
-are functions of (seed, step), so a resumed run ends where an uninterrupted one would. Only the
-evaluation and monitoring settings may change on resume (`build.RESUMABLE`).
+`setup` (data, model, state, resume), then chunks of compiled steps (`run_chunk`) with
+validation and checkpoints (`train_loop`), then the test numbers and figures (`finish`). A
+population is the same loop over a state with a leading member axis (`vaejax.population`).
+Rerunning in a workdir resumes where an uninterrupted run would be (`build.RESUMABLE`).
 """
 
 from __future__ import annotations
@@ -31,9 +27,9 @@ from vaejax import (
     checks,
     distributed,
     evaluate,
-    figures,
     networks,
     population,
+    results,
     train,
     writers,
 )
@@ -42,20 +38,9 @@ from vaejax import data as data_lib
 from vaejax import workdir as workdir_lib
 from vaejax.checkpoints import Checkpointer
 from vaejax.distributed import is_primary
-from vaejax.files import DiskFullError, write_json
+from vaejax.train import NonFiniteLossError
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept.
-
-    `step` is the first step whose loss was not finite, where known.
-    """
-
-    def __init__(self, message: str, *, step: int | None = None):
-        super().__init__(message)
-        self.step = step
 
 
 @dataclasses.dataclass
@@ -114,18 +99,10 @@ def setup(
     tx = population.optimizer(config, run_members, **steps, fit_to_budget=time_budget.fit_schedule)
     state = population.init_state(config, model, run_members, tx, stacked=stacked)
     checkpointer = Checkpointer(workdir, keep_every_steps=config.train.keep_checkpoint_every_steps)
-    resuming = checkpointer.latest_step() is not None
     settings = config.given | ({} if members is None else {"members": list(map(dict, members))})
-    workdir_lib.check_same_training(settings, workdir, resuming=resuming)
-    trained_s = 0.0
-    if resuming:
-        state = checkpointer.restore(state)
-        meta = checkpointer.metadata()
-        if recorded := [m["config"] for m in meta.get("members", [])]:
-            workdir_lib.check_same_as_checkpoint([c.given for c in configs], recorded, workdir)
-        trained_s = meta.get("train_time_s", 0.0)
-        log.info("Resumed from step %d in %s", _step(state), checkpointer.directory)
-    workdir_lib.record_training(settings, workdir)
+    state, trained_s = workdir_lib.resume(
+        checkpointer, state, workdir, settings, [c.given for c in configs]
+    )
     return Run(
         config=config,
         workdir=workdir,
@@ -181,25 +158,9 @@ def epoch_perms(run: Run, epoch: int) -> np.ndarray:
 
 
 def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> None:
-    """Logs each member's chunk; a member whose loss turned non-finite stops counting.
-
-    Raises `NonFiniteLossError` when no member is left (for a lone run: at its first NaN).
-    """
-    for i, m in enumerate(run.members):
-        if m.error is not None:
-            continue
-        loss = metrics["loss"][i]
-        bad = np.flatnonzero(~np.isfinite(loss))
-        if bad.size:
-            m.error_step = step - n + int(bad[0]) + 1
-            m.error = f"Non-finite loss {loss[bad[0]]} at step {m.error_step}"
-            if run.is_population:
-                log.warning("Population member %d stopped counting: %s", i, m.error)
-            continue
-        summary = {f"train/{k}": float(np.mean(v[i])) for k, v in metrics.items()}
-        summary["train/epoch"] = step / run.steps_per_epoch
-        summary["train/learning_rate"] = rates[i]  # at the chunk's first step
-        m.writer.write_scalars(step, summary)
+    """Logs each member's chunk (`population.record`); raises `NonFiniteLossError` when no
+    member is left (for a lone run: at its first NaN)."""
+    population.record(run.members, step, n, metrics, rates, run.steps_per_epoch)
     if all(m.error is not None for m in run.members):
         raise NonFiniteLossError(
             f"{'; '.join(m.error for m in run.members)}; training stopped. "
@@ -285,51 +246,17 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
     if m.error is not None:
         m.writer.close()
         return {"error": m.error, "config": m.config.given}
-    params = jax.device_get(run.member_tree(run.state.eval_params, i))
-    ev, d = run.config.eval, m.data
-    test = evaluate.evaluate_test(
+    info = results.run_info(step, train_time, start_time) | {"epochs": step / run.steps_per_epoch}
+    return results.member(
         run.model,
-        params,
-        d.test[: ev.num_test] if ev.num_test else d.test,
-        jax.random.fold_in(m.key_eval, 10**6),
-        iwae_samples=ev.iwae_samples,
-        nll_samples=ev.nll_samples,
-        nll_chunk_size=ev.nll_chunk_size,
-        batch_size=ev.batch_size,
+        jax.device_get(run.member_tree(run.state.eval_params, i)),
+        m,
+        ev=run.config.eval,
         preprocessing=run.preprocessing,
+        info=info,
+        custom_model=run.custom_model,
+        custom_data=run.custom_data,
     )
-    valid = evaluate.elbo_summary(run.model, params, d.valid, m.key_eval) if len(d.valid) else None
-    bad = sorted(k for k, v in test.items() if np.isscalar(v) and not np.isfinite(v))
-    if bad:  # a collapsed or diverged model: its numbers are no result
-        m.error = f"Non-finite test numbers {bad} at step {step} (the model diverged)"
-        m.error_step = step
-        m.writer.close()
-        results = {"error": m.error, "test": test, "config": m.config.given}
-        _write_json(os.path.join(m.workdir, "results.json"), results)
-        log.error("%s; results.json records it.", m.error)
-        return results
-    m.writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
-    m.writer.close()
-    results = {"test": test, "valid": valid, **_run_info(step, train_time, start_time)}
-    results |= {"epochs": step / run.steps_per_epoch, "figures": [], "config": m.config.given}
-    if run.custom_model:  # config.model did not describe it
-        results["model"] = repr(run.model)
-    if run.custom_data:
-        results["data_info"] = d.info | {"preprocessing": run.preprocessing.name}
-    path = os.path.join(m.workdir, "results.json")
-    _write_json(path, results)  # first: a failing figure never loses the numbers
-    try:
-        key = jax.random.fold_in(m.key_eval, 2)
-        results["figures"] = figures.write_figures(
-            run.model, params, d, m.workdir, key, run.preprocessing
-        )
-    except Exception as e:  # reported and recorded: the numbers stand
-        results["figures_error"] = f"{type(e).__name__}: {e}"
-        report = log.error if isinstance(e, DiskFullError) else log.exception  # said once
-        report("Writing the figures failed (%s); the test numbers are in %s", e, path)
-    _write_json(path, results)
-    log.info("Test: %s", {k: v for k, v in test.items() if k != "kl_per_dim"})
-    return results
 
 
 def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[str, Any]:
@@ -346,23 +273,11 @@ def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[st
         )
     if not run.is_population:
         return per_member[0]
-    results = population.results(per_member, run.config) | _run_info(step, train_time, start_time)
-    _write_json(os.path.join(run.workdir, "results.json"), results)
-    return results
-
-
-def _run_info(step: int, train_time: float, start_time: float) -> dict[str, Any]:
-    return {
-        "steps": step,
-        "train_time_s": train_time,
-        "wall_time_s": time.time() - start_time,
-        "devices": [str(dev) for dev in jax.devices()],
-    }
-
-
-def _write_json(path: str, obj: Any) -> None:
-    if is_primary():
-        write_json(path, obj)
+    out = population.results(per_member, run.config) | results.run_info(
+        step, train_time, start_time
+    )
+    results.write(os.path.join(run.workdir, "results.json"), out)
+    return out
 
 
 def train_and_evaluate(
@@ -399,7 +314,7 @@ def train_and_evaluate(
     with lock:
         run = setup(config, workdir, model=model, data=data, members=members)
         for m in run.members:
-            _write_json(os.path.join(m.workdir, "config.json"), m.config.given)
+            results.write(os.path.join(m.workdir, "config.json"), m.config.given)
         step, train_time = train_loop(run)
         return run.state, finish(run, step, train_time, start_time)
 

@@ -105,7 +105,7 @@ class MLPDecoder(nn.Module):
 
 
 class PixelHead(nn.Module):
-    """h `[B, H]` -> `[B, *shape]`, shape = (*pixels, K): each pixel's K values from its own
+    """h `[B, H]` -> `[B, *shape]`, shape = `(*pixels, K)`: each pixel's K values from its own
     `features` features (`nn.Dense(pixels x features)` and the activation), through one
     `nn.Dense(K)` shared by every pixel (a 1x1 convolution), plus a bias per pixel and value
     (flat, so `set_output_bias` sets it to the data's per-pixel marginal)."""

@@ -1,21 +1,12 @@
 """Variational objectives, written once: the ELBO, the IWAE bound and the log-likelihood estimate.
 
-Every function is pure and returns per-example values `[B]` (nats); reduce over the batch once,
-at the call site (the training loss is `-elbo(...).elbo.mean()`).
-
-The objectives reduce a model's per-sample log-densities (`vaejax.terms.Terms`): log p(x | z)
-and, per stochastic layer, log p(z_l | ...) and log q(z_l | ...) `[S, B]`, with the closed-form
-KL where one exists. The ELBO takes their mean over samples, IWAE their logsumexp, the
-log-likelihood estimate a chunked running logsumexp. A model is `model=` (anything with
-`infer(x)`), or a one-layer model given as functions, `encode=`, `decode=`, `likelihood=`
-(and `posterior=`, `prior=`: `vaejax.terms.Functions`). The objectives know nothing of Flax.
-
-Inputs are checked where that is free: the key, the batch's shape and dtype always (static, also
-under `jit`), and, when `x` is concrete (an eager call), its values with `likelihood.check_data`
-(a Categorical given 300 or 0.7, a Bernoulli given grey levels). Under `jit` the values are not
-known when the function is traced, and checking them in the step would cost a device-to-host
-copy per step, so there `check_data` is the caller's job: call it once on the host before the
-loop, as the training loop does for every split it uses.
+Each is pure and returns per-example values `[B]` (nats), reduced once by the caller (the
+training loss is `-elbo(...).elbo.mean()`). They reduce a model's per-sample `vaejax.terms.Terms`:
+the ELBO by the mean over samples, IWAE by logsumexp, the estimate by a chunked logsumexp. A model
+is `model=` (anything with `infer(x)`) or a one-layer model as functions (`encode=`, `decode=`,
+`likelihood=`, `posterior=`, `prior=`). The key and the batch's shape are checked always; the
+values (`likelihood.check_data`) only in an eager call: under `jit` that is the caller's job,
+once on the host, as the training loop does.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ Each member follows the trajectory it follows alone with the same values, up to 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from vaejax import build, distributed, networks, train
 from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.writers import MetricWriter
+
+log = logging.getLogger(__name__)
 
 # Config fields that may differ between the members of one population.
 POPULATION_FIELDS = ("seed", "optim.learning_rate", "objective.beta")
@@ -208,6 +211,28 @@ def make_chunk(
     return lambda state, idx: fn(
         state, train_x, distributed.to_global(idx, idx_sharding), keys, betas
     )
+
+
+def record(
+    members: Sequence[Member], step: int, n: int, metrics: dict, rates: list, steps_per_epoch: int
+) -> None:
+    """Writes each member's part of a chunk's metrics (`{name: [P, n]}`) ending at `step`; a
+    member whose loss turned non-finite stops counting (`Member.error`)."""
+    for i, m in enumerate(members):
+        if m.error is not None:
+            continue
+        loss = metrics["loss"][i]
+        bad = np.flatnonzero(~np.isfinite(loss))
+        if bad.size:
+            m.error_step = step - n + int(bad[0]) + 1
+            m.error = f"Non-finite loss {loss[bad[0]]} at step {m.error_step}"
+            if len(members) > 1:
+                log.warning("Population member %d stopped counting: %s", i, m.error)
+            continue
+        summary = {f"train/{k}": float(np.mean(v[i])) for k, v in metrics.items()}
+        summary["train/epoch"] = step / steps_per_epoch
+        summary["train/learning_rate"] = rates[i]  # at the chunk's first step
+        m.writer.write_scalars(step, summary)
 
 
 def results(per_member: list[dict[str, Any]], config: config_lib.Config) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Approximate posteriors q(z | x): what the objectives take as `posterior=`.
 
-A posterior is any object with these methods (the `Posterior` protocol; no registration):
+A posterior is any object with these methods (the `Posterior` protocol; no registration)::
 
   sample_and_log_prob(key, params, num_samples)  reparameterized `z` `[S, B, D]` and
                                                  log q(z | x) `[S, B]`;
@@ -74,10 +74,12 @@ def analytic_kl_per_dim(posterior: Any, params: Params, prior: Any) -> jax.Array
 class DiagonalGaussian:
     """Diagonal Gaussian q(z | x) = N(mean, diag(std^2)), reparameterized.
 
-    The encoder's scale head is raw and linear; `parameterization` says how it maps to std:
+    The encoder's scale head is raw and linear; `parameterization` says how it maps to std::
+
       "log_var":   std = exp(raw / 2)   (Kingma & Welling 2013, the default)
       "log_sigma": std = exp(raw)
       "softplus":  std = softplus(raw) + softplus_floor
+
     The exp forms keep std positive for any raw value with no clipping; softplus grows only
     linearly, so a large step cannot blow the scale up, at the cost of a floor.
 

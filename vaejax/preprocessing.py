@@ -42,19 +42,19 @@ class Preprocessing:
     train step draws per batch (`noise`), the map back to [0, 1] for figures (`to_pixels`) and
     the log-width of a pixel's bin in the data's units, for bits/dim (`log_bin_width`).
 
-    name: one of `PREPROCESSINGS`, or "none" for data made elsewhere:
-      "dynamic_binarize": train holds intensities in [0, 1] for `binarize` to draw a fresh
-        sample per batch; valid and test are binarized once, with a key from the seed, so
-        evaluation is deterministic.
-      "static_binarize": every split binarized once with a key from the seed.
-      "dequantize": (pixel + u) / 256 with u ~ U(0, 1): train holds pixel / 256 for
+    Attributes:
+      name: one of `PREPROCESSINGS`, or "none" for data made elsewhere. "dynamic_binarize":
+        train holds intensities in [0, 1] for `binarize` to draw a fresh sample per batch;
+        valid and test are binarized once, with a key from the seed, so evaluation is
+        deterministic. "static_binarize": every split binarized once with a key from the seed.
+        "dequantize": `(pixel + u) / 256` with `u ~ U(0, 1)`: train holds `pixel / 256` for
         `dequantize` to draw fresh noise per batch; valid and test are dequantized once, with
-        a key from the seed. For continuous densities on 8-bit data (see `dequantize`).
-      "unit_interval": intensities in [0, 1].
-      "standardize": (pixel - mean) / std, one scalar mean and std over the train split.
-      "integer": int32 pixel values 0..max_value.
-    max_value: the top stored level (255, or 1 for binary datasets).
-    mean, std: "standardize"'s, over the train split in pixel units (`fit` sets them).
+        a key from the seed. "unit_interval": intensities in [0, 1]. "standardize":
+        `(pixel - mean) / std`, one scalar mean and std over the train split. "integer": int32
+        pixel values `0..max_value`.
+      max_value: the top stored level (255, or 1 for binary datasets).
+      mean: "standardize"'s mean, over the train split in pixel units (`fit` sets it).
+      std: "standardize"'s standard deviation, likewise.
     """
 
     name: str

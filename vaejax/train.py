@@ -58,15 +58,29 @@ class TrainState(train_state.TrainState):
         return self.params if self.ema_params is None else self.ema_params
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept.
+
+    `step` is the first step whose loss was not finite, where known.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """What the train step maximizes.
 
-    name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats per
-      latent dimension, Kingma et al. 2016; `analytic_kl` as in `objectives.elbo`) or "iwae"
-      (the bound with `num_samples` samples, which has no KL term to weight, warm up or floor).
-    gradient_estimator: see `objectives.iwae_bound`; "stl" also for the ELBO, "dreg" for IWAE.
     Every field takes effect or is refused: settings that an objective cannot honour raise.
+
+    Attributes:
+      name: "elbo" (with `beta`, a linear KL warm-up over `warmup_steps` and `free_bits` nats
+        per latent dimension, Kingma et al. 2016; `analytic_kl` as in `objectives.elbo`) or
+        "iwae" (the bound with `num_samples` samples, which has no KL term to weight, warm up
+        or floor).
+      gradient_estimator: see `objectives.iwae_bound`; "stl" also for the ELBO, "dreg" for IWAE.
     """
 
     name: str = "elbo"

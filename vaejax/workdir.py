@@ -15,13 +15,20 @@ import datetime
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from vaejax import build, distributed
+from vaejax import config as config_lib
+from vaejax.checkpoints import Checkpointer
 from vaejax.files import read_json, remove_leftovers, write_json
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 TRAIN_CONFIG = "train_config.json"
@@ -97,6 +104,9 @@ def _flat(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refuse_changes(saved: dict, flat: dict, where: str, workdir: str) -> None:
+    # A record from before each preset had its own fields holds the others' too, unused.
+    unused = {f"model.{n}" for n in config_lib.unused_fields(flat.get("model.preset", "burda2015"))}
+    saved = {k: v for k, v in saved.items() if k not in unused}
     changed = {k: (saved.get(k), flat.get(k)) for k in saved.keys() | flat.keys()}
     changed = {k: v for k, v in sorted(changed.items()) if v[0] != v[1]}
     if changed:
@@ -139,3 +149,28 @@ def record_training(settings: dict[str, Any], workdir: str) -> None:
     """Writes `train_config.json`, atomically (the other processes of the run read it)."""
     if distributed.is_primary():
         write_json(os.path.join(workdir, TRAIN_CONFIG), _flat(settings))
+
+
+def resume(
+    checkpointer: Checkpointer,
+    state: Any,
+    workdir: str,
+    settings: dict[str, Any],
+    configs: list[dict[str, Any]],
+) -> tuple[Any, float]:
+    """`state` restored from the latest checkpoint, if any, after checking that it trained with
+    `settings` (the run's config dict, plus a population's members; each member's config in
+    `configs`); then records them. Returns the state and the training time it holds."""
+    resuming = checkpointer.latest_step() is not None
+    check_same_training(settings, workdir, resuming=resuming)
+    trained_s = 0.0
+    if resuming:
+        state = checkpointer.restore(state)
+        meta = checkpointer.metadata()
+        if recorded := [m["config"] for m in meta.get("members", [])]:
+            check_same_as_checkpoint(configs, recorded, workdir)
+        trained_s = meta.get("train_time_s", 0.0)
+        step = int(np.asarray(state.step).reshape(-1)[0])
+        log.info("Resumed from step %d in %s", step, checkpointer.directory)
+    record_training(settings, workdir)
+    return state, trained_s

@@ -1,17 +1,9 @@
 """Metric logging: a JSON-lines file a script can read, and TensorBoard event files.
 
-`MetricWriter(workdir)` appends one line `{"step": step, **scalars}` per `write_scalars` call to
-`<workdir>/metrics.jsonl` and mirrors scalars and images to `<workdir>/tensorboard/`. Non-finite
-values are written as JSON `null` (the file stays strict JSON for `jq` and friends) and read back as
-NaN.
-
-Resuming: a writer reopened on the same workdir appends. `read_metrics` returns one record per step,
-merging the lines written for that step with later values winning, so steps that a resumed run
-re-does replace the earlier ones instead of duplicating them. A resumed run may also pass
-`purge_step`, the first step it will write: records (and TensorBoard events) at or after it from
-earlier runs are then hidden even where the new run never reaches them again.
-
-Files are written atomically (`vaejax.files`).
+`MetricWriter(workdir)` appends `{"step": step, **scalars}` to `<workdir>/metrics.jsonl` (non-finite
+values as `null`, read back as NaN) and mirrors scalars and images to `<workdir>/tensorboard/`.
+`read_metrics` merges the lines of a step, later ones winning, so the steps a resumed run re-does
+replace the earlier ones; `purge_step` hides an earlier run's records from that step on.
 """
 
 import json
@@ -168,7 +160,7 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict[str, float]]:
       workdir: Directory a `MetricWriter` wrote to.
 
     Returns:
-      Dicts `{"step": int, name: float, ...}`.
+      One dict per step, ``{"step": int, name: float, ...}``.
     """
     path = pathlib.Path(workdir) / METRICS_FILE
     lines = path.read_text(encoding="utf-8").split("\n")
