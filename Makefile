@@ -8,7 +8,7 @@ CONFIG  ?= experiments/configs/mnist.py
 # Extra flags for preparing, e.g. PREPARE_FLAGS=--manual_dir=../shared/data/mnist (offline).
 PREPARE_FLAGS ?=
 
-.PHONY: install test mnist prepare lint format clean
+.PHONY: install test mnist prepare lint format docs clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ prepare: $(STAMP)
 
 mnist: prepare
 	$(PY) -m experiments.mnist --config=$(CONFIG) --workdir=$(WORKDIR)
+
+# The documentation site, into docs/_build/html (the test suite builds it too, warnings as errors).
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

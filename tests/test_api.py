@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 import vaejax
 
 
@@ -13,11 +15,24 @@ def test_public_api():
     assert vaejax.likelihoods.get("categorical", num_classes=16).num_classes == 16
 
 
-def test_readme_example_runs():
-    """The README's Python examples run as written, in order, in one namespace."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert any("vaejax.elbo" in b for b in blocks), "README must show a vaejax.elbo example"
+ROOT = Path(__file__).parents[1]
+# Pages whose Python examples run, in order, in one namespace per group.
+PAGES = [
+    ["README.md"],
+    ["docs/guide/own_code.md", "docs/guide/hierarchies.md"],
+    ["docs/guide/trained.md"],
+    ["docs/guide/data.md"],
+]
+
+
+@pytest.mark.parametrize("pages", PAGES, ids=lambda pages: pages[0])
+def test_documented_examples_run(pages):
+    """The Python examples of the README and the user guide run as written."""
     namespace = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+    for page in pages:
+        blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
+        assert blocks, f"{page} shows no Python example"
+        for block in blocks:
+            exec(compile(block, page, "exec"), namespace)
+    if pages == ["README.md"]:
+        assert "terms" in namespace and "codes" in namespace  # the ELBO and vaejax.load
