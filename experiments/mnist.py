@@ -39,7 +39,8 @@ def parse_flags(argv: list[str]) -> list[str]:
         overrides = [a[2:].split("=", 1)[0] for a in argv if a.startswith("--config.")]
         if not paths:
             raise
-        config = runpy.run_path(paths[0].split(":", 1)[0])["get_config"]()
+        path, *arg = paths[0].split(":", 1)  # a config file's argument: mnist.py:ladder
+        config = runpy.run_path(path)["get_config"](*arg)
         try:
             checks.check_overrides(config, [o.removeprefix("config.") for o in overrides])
         except checks.ConfigError as e:

@@ -311,7 +311,7 @@ def train_and_evaluate(
     log.info("JAX devices: %s", jax.devices())
     # One run per workdir: a second is refused at once (on multi-host, process 0 holds it).
     lock = workdir_lib.hold(workdir) if is_primary() else contextlib.nullcontext()
-    with lock:
+    with distributed.guard(), lock:
         run = setup(config, workdir, model=model, data=data, members=members)
         for m in run.members:
             results.write(os.path.join(m.workdir, "config.json"), m.config.given)

@@ -4,9 +4,9 @@ Each is pure and returns per-example values `[B]` (nats), reduced once by the ca
 training loss is `-elbo(...).elbo.mean()`). They reduce a model's per-sample `vaejax.terms.Terms`:
 the ELBO by the mean over samples, IWAE by logsumexp, the estimate by a chunked logsumexp. A model
 is `model=` (anything with `infer(x)`) or a one-layer model as functions (`encode=`, `decode=`,
-`likelihood=`, `posterior=`, `prior=`). The key and the batch's shape are checked always; the
-values (`likelihood.check_data`) only in an eager call: under `jit` that is the caller's job,
-once on the host, as the training loop does.
+`likelihood=`, `posterior=`, `prior=`). The key and the batch's shape are checked always, the
+values only in an eager call: under `jit`, `likelihood.check_data` is the caller's job, once on
+the host, as the training loop does.
 """
 
 from __future__ import annotations

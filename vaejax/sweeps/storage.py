@@ -111,7 +111,7 @@ def make_storage(url: str | None, workdir: str | os.PathLike) -> optuna.storages
     """An Optuna storage from a URL.
 
     None: a journal file `<workdir>/study.journal` (many processes on this machine).
-    "*.journal" or "journal:PATH": that journal file (on a shared filesystem: many machines).
+    `*.journal` or `journal:PATH`: that journal file (on a shared filesystem: many machines).
     "redis://...": a journal on Redis. Anything else is an SQLAlchemy URL (sqlite:///f.db,
     postgresql+psycopg2://user:pw@host/db, mysql+pymysql://...), stored with Optuna's
     RDBStorage and its heartbeat, so a worker that dies on any machine has its trial failed and
