@@ -1,6 +1,7 @@
 """Bad runs refused up front: a held workdir, config values, likelihood/preprocessing pairs,
 splits the run would silently misuse, a damaged decode cache, a misspelled config field."""
 
+import errno
 import logging.handlers
 import os
 import subprocess
@@ -37,6 +38,21 @@ def test_a_workdir_that_is_a_file_is_refused_in_one_line(tmp_path):
     """Was: FileExistsError from os.makedirs."""
     (tmp_path / "run").write_text("not a directory")
     with pytest.raises(workdir.WorkdirError, match=r"run is a file, not a directory"):
+        experiment.train_and_evaluate(_config(str(tmp_path)), str(tmp_path / "run"))
+
+
+def test_a_read_only_workdir_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Was: OSError [Errno 30] on .lock. Root writes through chmod, so the read-only mount is
+    what the operating system says for it: EROFS when the lock file is opened."""
+    opened = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(workdir.LOCK_NAME):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(workdir.os, "open", read_only)
+    with pytest.raises(workdir.WorkdirError, match=r"cannot be written \(Read-only file system\)"):
         experiment.train_and_evaluate(_config(str(tmp_path)), str(tmp_path / "run"))
 
 

@@ -336,8 +336,18 @@ def read(
 ) -> Config:
     """`config` as a checked `Config`.
 
-    `custom_model` / `custom_data`: the run trains a given model / data, so `config.model`
-    (but its `output_bias`) and `config.data.name` do not describe what trains: not read.
+    Args:
+      config: an experiment's ConfigDict (`get_config()`), or the same as a dict.
+      custom_model: the run trains a given model, so `config.model` (but its `output_bias`)
+        does not describe what trains: not read.
+      custom_data: the run trains given data, so `config.data.name` is not read.
+
+    Returns:
+      The `Config`, each section a frozen dataclass, checked.
+
+    Raises:
+      ConfigError: an unknown field (naming the nearest), a value out of range or a name that
+        is not valid (naming what is).
     """
     given = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
     _refuse_unknown(given, ["seed", "distributed", *SECTIONS], "")

@@ -281,6 +281,14 @@ def epoch_permutation(key: jax.Array, num_examples: int, batch_size: int) -> jax
 
     The last `num_examples % batch_size` shuffled examples are dropped, so every batch is full
     and one compiled step serves the whole epoch.
+
+    Args:
+      key: this epoch's PRNG key (the loop folds the epoch into the data-order key).
+      num_examples: N, the size of the train split.
+      batch_size: B.
+
+    Returns:
+      `[N // B, B]` int32 indices into the train split.
     """
     if not 0 < batch_size <= num_examples:
         raise ValueError(

@@ -72,8 +72,19 @@ def elbo_terms(
 def elbo_summary(
     model: Any, params: Any, x: np.ndarray, key: jax.Array, *, batch_size: int = 1000
 ) -> dict[str, float]:
-    """Dataset means of the ELBO and its terms, and each stochastic layer's KL (`kl_z1`, ...)
-    where there are several (the per-epoch validation numbers)."""
+    """Dataset means of the ELBO and its terms (the per-epoch validation numbers).
+
+    Args:
+      model: the VAE (or hierarchical model).
+      params: its parameters.
+      x: the split `[N, *data_shape]`, preprocessed.
+      key: a PRNG key for the samples.
+      batch_size: images per batch.
+
+    Returns:
+      `{"elbo", "log_likelihood", "kl"}`, and each layer's KL (`kl_z1`, ...) where there are
+      several: means over `x`, nats.
+    """
     res = elbo_terms(model, params, x, key, batch_size=batch_size)
     names = ("elbo", "log_likelihood", "kl", *sorted(k for k in res if k.startswith("kl_z")))
     return {k: float(res[k].mean()) for k in names}
@@ -140,6 +151,21 @@ def evaluate_test(
 ) -> dict[str, Any]:
     """Final numbers on a test set: ELBO, IWAE-k, log p(x) estimate (nats), KL, active units;
     with the data's `preprocessing`, the estimate in bits per 8-bit dimension too, where defined.
+
+    Args:
+      model: the VAE (or hierarchical model).
+      params: its parameters.
+      x: the test images `[N, *data_shape]`, preprocessed.
+      key: a PRNG key; each bound draws from its own split of it.
+      iwae_samples: k of the IWAE bound (0: skip it).
+      nll_samples: importance samples of the log-likelihood estimate (0: skip it).
+      nll_chunk_size: samples per chunk of that estimate.
+      batch_size: images per batch of the bounds.
+      preprocessing: how `x` was made, for bits/dim.
+
+    Returns:
+      `{"elbo", "log_likelihood", "kl", "kl_per_dim" | "kl_per_layer", "active_units",
+      "iwae_<k>", "nll_<S>", "bits_per_dim"}` (means over `x`, nats).
     """
     k_elbo, k_iwae, k_nll = jax.random.split(key, 3)
     terms = elbo_terms(model, params, x, k_elbo, batch_size=max(batch_size, 1000))

@@ -373,7 +373,19 @@ def stacked(
     activation: str = "tanh",
     input_scale: float = 1.0,
 ) -> StackedVAE:
-    """Bottom-up stochastic layers of any sizes (the general form of `burda2015_2layer`)."""
+    """Bottom-up stochastic layers of any sizes (the general form of `burda2015_2layer`).
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: p(x | z_1) (`vaejax.likelihoods`).
+      latent_sizes: each stochastic layer's size, z_1 (nearest the data) first.
+      hidden_sizes: per layer, the widths of its deterministic layers.
+      activation: a name of `networks.activation`.
+      input_scale: multiplies the encoder's input.
+
+    Returns:
+      The model; `networks.bind(model, params)` gives what the objectives take as `model=`.
+    """
     args = (latent_sizes, hidden_sizes, activation, input_scale)
     return _made(StackedVAE, data_shape, likelihood, *args)
 
@@ -394,7 +406,19 @@ def ladder(
     activation: str = "tanh",
     input_scale: float = 1.0,
 ) -> LadderVAE:
-    """A ladder VAE with any number of layers (Sonderby et al. 2016)."""
+    """A ladder VAE with any number of layers (Sonderby et al. 2016).
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: p(x | z_1) (`vaejax.likelihoods`).
+      latent_sizes: each stochastic layer's size, z_1 (nearest the data) first.
+      hidden_sizes: per layer, the widths of its deterministic layers.
+      activation: a name of `networks.activation`.
+      input_scale: multiplies the encoder's input.
+
+    Returns:
+      The model; `networks.bind(model, params)` gives what the objectives take as `model=`.
+    """
     args = (latent_sizes, hidden_sizes, activation, input_scale)
     return _made(LadderVAE, data_shape, likelihood, *args)
 

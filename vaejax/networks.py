@@ -282,12 +282,28 @@ def bind(model: Any, params: Any) -> Any:
     For a `VAE`: `encode, decode = bind(model, params)` as ever, `.prior` is p(z) at `params`
     and `.infer` the per-batch inference. Any other model brings its own (`model.bound_to`,
     e.g. the hierarchical models of `vaejax.hierarchical`).
+
+    Args:
+      model: a `VAE`, or any module with `bound_to(params)`.
+      params: its parameters (`init`, or a trained state's).
+
+    Returns:
+      The bound model: an `(encode, decode)` pair with `.prior` and `.infer` for a `VAE`.
     """
     return model.bound_to(params)
 
 
 def init(model: VAE, key: jax.Array, x: jax.Array) -> Any:
-    """Initial params from a batch `x` (only its shape and dtype matter)."""
+    """Initial params from a batch `x` (only its shape and dtype matter).
+
+    Args:
+      model: the VAE (or a hierarchical model) to initialize.
+      key: a PRNG key for the initializers.
+      x: a batch `[B, *data_shape]` of the data's dtype.
+
+    Returns:
+      The parameter tree, `model.init(...)["params"]`.
+    """
     return model.init(key, x, jax.random.key(0))["params"]
 
 
@@ -320,8 +336,22 @@ def mlp_vae(
     input_scale: float = 1.0,
     pixel_features: int = 0,
 ) -> VAE:
-    """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's; `pixel_features`
-    as in `MLPDecoder` (e.g. 16 for a categorical over 8-bit levels)."""
+    """A symmetric MLP VAE: the decoder's hidden sizes mirror the encoder's.
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: the decoder's likelihood (`vaejax.likelihoods`): its heads and its loss.
+      latent_dim: D, the size of z.
+      hidden_sizes: the encoder's widths, input side first.
+      activation: a name of `networks.activation` ("tanh", "relu", ...).
+      posterior: q(z | x): the encoder's heads (`vaejax.posteriors`).
+      input_scale: multiplies the encoder's input (e.g. 1 / 255 for integer levels).
+      pixel_features: > 0: each pixel's K values from its own features (`PixelHead`), e.g. 16
+        for a categorical over 8-bit levels; 0: one plain head per likelihood param.
+
+    Returns:
+      The `VAE` module.
+    """
     hidden = tuple(hidden_sizes)
     return VAE(
         MLPEncoder(hidden, latent_dim, posterior, activation, input_scale),

@@ -212,6 +212,18 @@ def iwae_bound(
     unbiased, lower variance as S grows; the decoder's unchanged). "dreg" needs the model's
     `Inference` to have `sample` and `terms_at`, and q's parameters apart from p's.
 
+    Args:
+      key: a PRNG key for the samples.
+      x: a batch `[B, *event]`.
+      model: anything with `infer(x)` (`vaejax.terms.Model`), e.g. `networks.bind(model, params)`;
+        or give a one-layer model as `encode=`, `decode=`, `likelihood=` (and `posterior=`,
+        `prior=`) instead.
+      num_samples: S >= 1 importance samples per example.
+      gradient_estimator: "reparameterized", "stl" or "dreg".
+
+    Returns:
+      The bound per example, `[B]`, in nats.
+
     References:
       Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, 2015, eq. (8).
       Roeder, Wu & Duvenaud, Sticking the Landing, 2017.
@@ -249,6 +261,16 @@ def estimate_log_likelihood(
     decoded `chunk_size` at a time (a `lax.scan`), so memory is bounded by `chunk_size * B`
     decoder outputs whatever `num_samples` is. This is the IWAE bound with many samples
     (Burda et al. 2015, Sec. 5: 5000 samples).
+
+    Args:
+      key: a PRNG key; chunk i draws with `fold_in(key, i)`.
+      x: a batch `[B, *event]`.
+      model: as in `iwae_bound` (or `encode=`, `decode=`, `likelihood=`, ...).
+      num_samples: importance samples per example.
+      chunk_size: samples drawn and decoded at a time.
+
+    Returns:
+      The estimate of log p(x) per example, `[B]`, in nats.
     """
     fields.check_count(num_samples)
     fields.check_count(chunk_size, "chunk_size")

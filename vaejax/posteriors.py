@@ -356,8 +356,16 @@ POSTERIORS = ("log_var", "log_sigma", "softplus", "iaf")
 
 
 def make(name: str, **kwargs: Any) -> DiagonalGaussian | InverseAutoregressiveFlow:
-    """The posterior a config names: a `DiagonalGaussian` of that parameterization, or "iaf"
-    (an `InverseAutoregressiveFlow` on a "log_var" Gaussian; `kwargs` are its fields)."""
+    """The posterior a config names.
+
+    Args:
+      name: a `DiagonalGaussian` parameterization ("log_var", "log_sigma", "softplus"), or "iaf"
+        (an `InverseAutoregressiveFlow` on a "log_var" Gaussian).
+      **kwargs: the flow's fields (`num_steps`, `hidden_size`, `context_dim`); none otherwise.
+
+    Returns:
+      The posterior.
+    """
     if name == "iaf":
         return InverseAutoregressiveFlow(**kwargs)
     if name not in POSTERIORS:

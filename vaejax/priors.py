@@ -234,7 +234,19 @@ def make(
     posterior: Any,
     num_components: int = 1,
 ) -> nn.Module | StandardNormal:
-    """The prior named in a config: a fixed distribution or a module with its parameters."""
+    """The prior named in a config: a fixed distribution or a module with its parameters.
+
+    Args:
+      name: one of `PRIORS`: "standard_normal", "normal" (learned), "mixture" (learned), or
+        "vampprior".
+      latent_dim: D, the size of z (a hierarchy's top layer).
+      data_shape: one example's shape (the VampPrior's pseudo-inputs have it).
+      posterior: the encoder's posterior (the VampPrior's mixture is of it).
+      num_components: the mixture's components or the VampPrior's pseudo-inputs.
+
+    Returns:
+      A `StandardNormal`, or a Flax module that gives its distribution once bound.
+    """
     if name == "standard_normal":
         return StandardNormal(latent_dim)
     if name == "normal":

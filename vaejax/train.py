@@ -158,6 +158,16 @@ def learning_rate_schedule(
     "burda" is Burda et al. (2015)'s: stage i = 0..7 lasts 3^i epochs at
     learning_rate * 10^(-i/7) (3280 epochs in all); past the last stage it stays there.
     "cosine" and "exponential" decay from `learning_rate` to `end_learning_rate` over training.
+
+    Args:
+      name: one of `SCHEDULES`.
+      learning_rate: the peak (the start).
+      total_steps: the steps the decay spans.
+      steps_per_epoch: for "burda"'s stages.
+      end_learning_rate: the rate at the end (None: a tenth of the peak).
+
+    Returns:
+      An optax schedule: step -> rate.
     """
     end = learning_rate * 0.1 if end_learning_rate is None else end_learning_rate
     if name == "constant":
@@ -212,7 +222,16 @@ def create_train_state(
 ) -> TrainState:
     """Initial state; the decoder's output bias optionally starts from the data.
 
-    `ema_decay` in (0, 1) also keeps a moving average of the parameters (`TrainState`); 0: none.
+    Args:
+      key: a PRNG key for the initializers.
+      model: the VAE.
+      example_batch: `[B, *data_shape]`; only its shape and dtype matter.
+      tx: the optimizer (`build.build_optimizer`).
+      output_bias: the decoder heads' starting biases (`likelihood.output_bias(train_x)`).
+      ema_decay: in (0, 1): also keep a moving average of the parameters; 0: none.
+
+    Returns:
+      A `TrainState` at step 0.
     """
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(
@@ -296,8 +315,17 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer update on `batch` with noise from `key`. Pure.
 
-    `data_noise` ("binarize", "dequantize" or None, see `data.DATA_NOISE`) draws the batch's
-    data from the stored intensities first, from its own fold of `key`.
+    Args:
+      state: the train state (`create_train_state`).
+      batch: `[B, *data_shape]` as stored (intensities, where `data_noise` draws the data).
+      key: this step's PRNG key (the loop folds the step in).
+      model: the VAE.
+      objective: what to maximize (`Objective`).
+      data_noise: "binarize", "dequantize" or None (`data.DATA_NOISE`): draws the batch's data
+        from the stored intensities first, from its own fold of `key`.
+
+    Returns:
+      `(state, metrics)`: the updated state and this step's scalars (loss, elbo, kl, ...).
     """
     noise_key, data_key = jax.random.split(key)
     batch = add_data_noise(data_noise, data_key, batch)
