@@ -260,7 +260,7 @@ def _refuse_unknown(values: Mapping[str, Any], known: list[str], where: str) -> 
 
 
 def _section(cls: type, values: Mapping[str, Any], name: str) -> Any:
-    _refuse_unknown(values, [f.name for f in dataclasses.fields(cls) if f.init], f"{name}.")
+    _refuse_unknown(values, _own_fields(cls), f"{name}.")
     return _wrapped(lambda: cls(**values), f"config.{name}")
 
 
