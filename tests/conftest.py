@@ -1,5 +1,7 @@
 """Test-wide JAX settings: catch silent broadcasting."""
 
+import logging
+
 import jax
 import pytest
 from fakes import fake_tfds
@@ -18,3 +20,16 @@ def fake_dir(tmp_path):
     """A data_dir in which mnist and binarized_mnist look prepared (see fakes.py)."""
     with fake_tfds(tmp_path) as path:
         yield path
+
+
+@pytest.fixture(autouse=True)
+def _loggers_left_working():
+    """A test that disables vaejax's loggers (`logging.config` does, by default) fails itself,
+    not a later test in the same worker that reads the log."""
+    yield
+    off = [
+        n
+        for n, lg in logging.root.manager.loggerDict.items()
+        if n.startswith("vaejax") and getattr(lg, "disabled", False)
+    ]
+    assert not off, f"this test left these loggers disabled: {off}"
