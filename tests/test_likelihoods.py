@@ -246,7 +246,7 @@ def test_missing_param_and_wrong_shape():
 
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="bernoulli.*categorical.*continuous_bernoulli"):
-        L.get("poisson")
+        L.get("laplace")
 
 
 @pytest.mark.parametrize(

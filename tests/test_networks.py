@@ -14,8 +14,17 @@ from vaejax.posteriors import DiagonalGaussian
 RNG = np.random.default_rng(0)
 
 
+LEVELS = (
+    L.Categorical,
+    L.DiscretizedLogistic,
+    L.DiscretizedLogisticMixture,
+    L.Poisson,
+    L.NegativeBinomial,
+)
+
+
 def _data(lik, shape, batch=3):
-    if isinstance(lik, L.Categorical):
+    if isinstance(lik, LEVELS):  # integer levels (counts included)
         return RNG.integers(0, 256, (batch, *shape)).astype(np.float32)
     if isinstance(lik, L.Bernoulli):
         return (RNG.random((batch, *shape)) < 0.3).astype(np.float32)
@@ -28,7 +37,7 @@ def _data(lik, shape, batch=3):
 def test_decoder_heads_match_the_likelihood(name, shape, arch):
     lik = L.get(name)
     kw = {"hidden_sizes": (16,)} if arch == "mlp" else {}
-    if isinstance(lik, L.Categorical):  # levels 0..255: the encoder sees them / 255, as in
+    if isinstance(lik, LEVELS):  # levels 0..255: the encoder sees them / 255, as in
         kw["input_scale"] = (
             1 / 255
         )  # experiments/configs/categorical.py (raw, exp(log_var) overflows)

@@ -31,12 +31,25 @@ FITS: dict[type, tuple[str, ...]] = {
     likelihoods.Gaussian: ("standardize", "dequantize", "unit_interval"),
     likelihoods.LearnedGaussian: ("standardize", "dequantize", "unit_interval"),
     likelihoods.Categorical: ("integer",),
+    likelihoods.DiscretizedLogistic: ("integer",),
+    likelihoods.DiscretizedLogisticMixture: ("integer",),
+    likelihoods.Poisson: ("integer",),
+    likelihoods.NegativeBinomial: ("integer",),
+    likelihoods.ZeroInflatedNegativeBinomial: ("integer",),
 }
+_NOT_LEVELS = tuple(p for p in data_lib.PREPROCESSINGS if p != "integer")
+_NOT_COUNTS = ("standardize", "dequantize", "unit_interval")  # binary data are counts, if odd
 
 # Pairs that are refused: the run would train, at length, a model that cannot be right.
 _REFUSED = {
     # 256 classes fitted to {0, 1} or to intensities in [0, 1]: not the 8-bit levels.
-    likelihoods.Categorical: tuple(p for p in data_lib.PREPROCESSINGS if p != "integer"),
+    likelihoods.Categorical: _NOT_LEVELS,
+    likelihoods.DiscretizedLogistic: _NOT_LEVELS,
+    likelihoods.DiscretizedLogisticMixture: _NOT_LEVELS,
+    # Counts are integers >= 0; these make reals.
+    likelihoods.Poisson: _NOT_COUNTS,
+    likelihoods.NegativeBinomial: _NOT_COUNTS,
+    likelihoods.ZeroInflatedNegativeBinomial: _NOT_COUNTS,
     # On {0, 1} the CB density grows without bound with the logits; the others are not in [0, 1].
     likelihoods.ContinuousBernoulli: (
         "dynamic_binarize",

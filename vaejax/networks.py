@@ -19,6 +19,7 @@ import numpy as np
 
 from vaejax import conv, terms
 from vaejax.likelihoods import Likelihood
+from vaejax.likelihoods.base import is_free
 from vaejax.posteriors import DiagonalGaussian, Posterior
 from vaejax.priors import StandardNormal
 
@@ -94,8 +95,8 @@ class MLPDecoder(nn.Module):
         out = {}
         data_shape = tuple(self.data_shape)
         for name, shape in self.likelihood.param_shapes(data_shape).items():
-            if shape == ():
-                out[name] = _learned_scalar(self, name, z.shape[0])
+            if is_free(self.likelihood, name, shape):
+                out[name] = _free(self, name, shape, z.shape[0])
             elif self.pixel_features and len(shape) > len(data_shape):
                 out[name] = PixelHead(shape, self.pixel_features, self.activation, name=name)(h)
             else:
@@ -124,9 +125,10 @@ class PixelHead(nn.Module):
         return nn.Dense(k, use_bias=False, name="shared")(f) + bias
 
 
-def _learned_scalar(module: nn.Module, name: str, batch: int) -> jax.Array:
-    """A likelihood param of shape `()`: one learned value (init 0), the same for every example."""
-    return jnp.broadcast_to(module.param(name, nn.initializers.zeros, ()), (batch,))
+def _free(module: nn.Module, name: str, shape: tuple[int, ...], batch: int) -> jax.Array:
+    """A likelihood param learned as a free parameter (init 0), the same for every example
+    (e.g. a shared variance, or a count model's dispersion per feature): `[batch, *shape]`."""
+    return jnp.broadcast_to(module.param(name, nn.initializers.zeros, shape), (batch, *shape))
 
 
 def _check_image_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -179,8 +181,8 @@ class ConvDecoder(nn.Module):
         h = act(conv.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
         out = {}
         for name, shape in self.likelihood.param_shapes(tuple(self.data_shape)).items():
-            if shape == ():
-                out[name] = _learned_scalar(self, name, z.shape[0])
+            if is_free(self.likelihood, name, shape):
+                out[name] = _free(self, name, shape, z.shape[0])
                 continue
             # A plain 1x1 conv head per param: the per-pixel equivalent of a Dense head.
             extra = math.prod(shape[2:])
@@ -312,12 +314,14 @@ def set_output_bias(params: Any, bias: Mapping[str, np.ndarray]) -> Any:
 
     Starting the Bernoulli logits at the logit of the mean pixel skips the first steps of learning
     the marginal. A conv head's bias is per channel, so there the bias is averaged over space; a
-    learned scalar (a param of shape `()`, not a head) is set to the bias's mean.
+    free parameter (not a head) is set to the bias, or to its mean when it is a scalar.
     """
     decoder = dict(params["decoder"])
     for name, b in bias.items():
-        if not isinstance(decoder[name], Mapping):  # a learned scalar, not a head
-            decoder[name] = jnp.asarray(np.mean(b), jnp.float32)
+        if not isinstance(decoder[name], Mapping):  # a free parameter, not a head
+            shape = np.shape(decoder[name])
+            b = np.mean(b) if shape == () else np.reshape(b, shape)
+            decoder[name] = jnp.asarray(b, jnp.float32)
             continue
         size = decoder[name]["bias"].shape[0]
         b = np.asarray(b, np.float32).reshape(-1, size).mean(0)

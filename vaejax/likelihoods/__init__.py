@@ -4,10 +4,12 @@ A likelihood is a small frozen dataclass. The decoder has one linear head per na
 `param_names` and never applies an activation: the likelihood interprets the raw outputs
 (logits, means, log-variances). So the output activation and the loss are one choice.
 
-Shapes: data `x` is `[B, *event]`; every param is `[B, *event]` except `Categorical`'s logits,
-`[B, *event, K]`, and a param whose `param_shapes` entry is `()`: one learned scalar, not a head
-(the decoder holds it and returns it as `[B]`), e.g. `LearnedGaussian(shared_variance=True)`'s
-log-variance. `log_prob` sums over every axis but the first and returns `[B]`.
+Shapes: data `x` is `[B, *event]`; every param is `[B, *event]` except those with an axis of
+K values per dimension (`Categorical`'s logits, a mixture's components), `[B, *event, K]`. A
+param of shape `()`, or one a likelihood names in `free_params`, is a free parameter of the
+decoder, not a head, returned broadcast to `[B, *shape]`: `LearnedGaussian(shared_variance=True)`'s
+log-variance, `NegativeBinomial`'s dispersion per feature. `log_prob` sums over every axis but
+the first and returns `[B]`.
 """
 
 from __future__ import annotations
@@ -22,21 +24,37 @@ from vaejax.likelihoods.continuous_bernoulli import (
     cb_log_normalizer,
     cb_mean,
 )
+from vaejax.likelihoods.counts import (
+    NegativeBinomial,
+    Poisson,
+    ZeroInflatedNegativeBinomial,
+    with_library_size,
+)
+from vaejax.likelihoods.discretized_logistic import (
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
+)
 from vaejax.likelihoods.gaussian import Gaussian, LearnedGaussian
 
 __all__ = [
     "Bernoulli",
     "Categorical",
     "ContinuousBernoulli",
+    "DiscretizedLogistic",
+    "DiscretizedLogisticMixture",
     "Gaussian",
     "LearnedGaussian",
     "Likelihood",
+    "NegativeBinomial",
     "Params",
+    "Poisson",
+    "ZeroInflatedNegativeBinomial",
     "cb_log_normalizer",
     "cb_mean",
     "get",
     "names",
     "softplus",
+    "with_library_size",
 ]
 
 _REGISTRY: dict[str, type] = {
@@ -45,6 +63,11 @@ _REGISTRY: dict[str, type] = {
     "learned_gaussian": LearnedGaussian,
     "continuous_bernoulli": ContinuousBernoulli,
     "categorical": Categorical,
+    "discretized_logistic": DiscretizedLogistic,
+    "discretized_logistic_mixture": DiscretizedLogisticMixture,
+    "poisson": Poisson,
+    "negative_binomial": NegativeBinomial,
+    "zero_inflated_negative_binomial": ZeroInflatedNegativeBinomial,
 }
 
 

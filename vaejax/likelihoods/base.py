@@ -29,6 +29,10 @@ class Likelihood(Protocol):
     def output_bias(self, x: ArrayLike) -> dict[str, np.ndarray]: ...
 
 
+# Optional: `free_params`, names of params learned as free parameters of the decoder (the same
+# for every example, returned broadcast to `[B, *shape]`), not as heads; see `is_free` below.
+
+
 @jax.custom_jvp
 def softplus(t: ArrayLike) -> jax.Array:
     """log(1 + e^t), stable for any t; cheaper on CPU than `jax.nn.softplus`."""
@@ -99,6 +103,24 @@ def check_finite(name: str, x: np.ndarray) -> None:
             f"{name} likelihood got {bad} non-finite data values (NaN or inf) out of {np.size(x)}. "
             "Clean or impute the data before training."
         )
+
+
+def check_integers(name: str, x: np.ndarray, low: int, high: float, hint: str) -> None:
+    """Refuses values that are not integers in `[low, high)`, naming a few and the range."""
+    check_finite(name, x)
+    bad = x[(x != np.round(x)) | (x < low) | (x >= high)]
+    if bad.size:
+        raise ValueError(
+            f"{name} likelihood needs integers in [{low}, {high}); got {bad.size} other values, "
+            f"e.g. {np.unique(bad)[:5].tolist()} (non-integers or out of range; data range "
+            f"{value_range(x)}). {hint}"
+        )
+
+
+def is_free(lik: Likelihood, name: str, shape: tuple[int, ...]) -> bool:
+    """Whether the decoder learns param `name` as a free parameter, the same for every example,
+    not as a head: one of shape `()`, or one the likelihood names in its `free_params`."""
+    return shape == () or name in getattr(lik, "free_params", ())
 
 
 def value_range(x: np.ndarray) -> str:

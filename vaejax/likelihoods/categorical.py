@@ -12,12 +12,11 @@ from jax.typing import ArrayLike
 
 from vaejax.likelihoods.base import (
     Params,
-    check_finite,
+    check_integers,
     flat,
     host,
     sum_event,
     validate,
-    value_range,
 )
 
 
@@ -57,16 +56,13 @@ class Categorical:
         return jax.random.categorical(key, params["logits"], axis=-1)
 
     def check_data(self, x: ArrayLike) -> None:
-        x = host(x)
-        check_finite("Categorical", x)
-        bad = x[(x != np.round(x)) | (x < 0) | (x >= self.num_classes)]
-        if bad.size:
-            raise ValueError(
-                f"Categorical likelihood needs integers in [0, {self.num_classes}); got "
-                f"{bad.size} other values, e.g. {np.unique(bad)[:5].tolist()} "
-                f"(non-integers or out of range; data range {value_range(x)}). "
-                "Use the raw 8-bit levels (preprocessing 'integer') or set num_classes."
-            )
+        check_integers(
+            "Categorical",
+            host(x),
+            0,
+            self.num_classes,
+            "Use the raw 8-bit levels (preprocessing 'integer') or set num_classes.",
+        )
 
     def output_bias(self, x: ArrayLike) -> dict[str, np.ndarray]:
         """Log of the (smoothed) per-dimension class frequencies."""
