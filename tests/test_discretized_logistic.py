@@ -51,11 +51,23 @@ def test_log_masses_of_far_tail_bins_stay_finite_and_ordered():
 
 
 @pytest.mark.parametrize("k", [0, 1, 128, 254, 255])
-@pytest.mark.parametrize("mean,log_scale", [(0.0, -3.0), (-1.0, -12.0), (1.0, -12.0), (3.0, 2.0)])
+@pytest.mark.parametrize(
+    "mean,log_scale", [(0.0, -3.0), (-1.0, -12.0), (1.0, -12.0), (3.0, 2.0), (-4.0, 12.7), (0, -16)]
+)
 def test_gradients_are_finite_at_every_bin_and_the_edges(k, mean, log_scale):
     grad = jax.grad(lambda m, s: dl.log_bin_prob(jnp.asarray(k), m, s, 256), argnums=(0, 1))
     g = grad(jnp.float32(mean), jnp.float32(log_scale))
     assert all(np.isfinite(np.asarray(v)) for v in g)
+
+
+def test_log1mexp_and_its_gradient_from_tiny_to_huge_arguments():
+    """Was: a NaN gradient below d = 6e-8 (a scale of e^12 and more), from the unused branch."""
+    d = jnp.logspace(-12, 2, 200, dtype=jnp.float32)
+    value, grad = jax.vmap(jax.value_and_grad(dl._log1mexp))(d)
+    want = np.log(-np.expm1(-np.asarray(d, np.float64)))
+    np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-7)
+    want_grad = 1 / np.expm1(np.asarray(d, np.float64))
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-37)  # float32 denormals
 
 
 def _params(shape, k=None):

@@ -48,7 +48,12 @@ def _log_sigmoid(t: jax.Array) -> jax.Array:
 
 def _log1mexp(d: jax.Array) -> jax.Array:
     """log(1 - e^-d) for d > 0, accurate for small and large d (Maechler 2012)."""
-    return jnp.where(d < math.log(2.0), jnp.log(-jnp.expm1(-d)), jnp.log1p(-jnp.exp(-d)))
+    small = d < math.log(2.0)
+    # Each branch sees only its own d: the other's -inf (e^-d rounds to 1 for d < 6e-8) would
+    # make the gradient through `where` NaN.
+    near = jnp.log(-jnp.expm1(-jnp.where(small, d, 1.0)))
+    far = jnp.log1p(-jnp.exp(-jnp.where(small, 1.0, d)))
+    return jnp.where(small, near, far)
 
 
 def _lower_edge(k: jax.Array, num_bins: int, dtype) -> jax.Array:
