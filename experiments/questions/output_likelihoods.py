@@ -12,6 +12,7 @@ VAE on MNIST with each likelihood and the data it is defined for, plus the commo
   gaussian              identity + squared error = Gaussian (one learned variance), on
                         standardized pixels
   categorical           softmax + cross-entropy = Categorical over the 256 levels
+  logistic_mixture      a mixture of 10 discretized logistics per pixel (PixelCNN++'s output)
 
 and compares them in bits per dimension of the same 8-bit test images. Part 2 does the same
 on tabular features with no known scale (made in code: `make_features`): a Gaussian with an
@@ -122,6 +123,13 @@ MNIST_CASES = {
     "categorical": Case(
         "softmax + cross-entropy = Categorical(256)",
         likelihoods.Categorical(256),
+        "integer",
+        "integer levels 0..255",
+        "exact: a distribution over the 256 levels",
+    ),
+    "logistic_mixture": Case(
+        "identity + discretized logistic mixture (10; Salimans et al. 2017)",
+        likelihoods.DiscretizedLogisticMixture(10),
         "integer",
         "integer levels 0..255",
         "exact: a distribution over the 256 levels",
@@ -238,7 +246,7 @@ def _mnist_part(workdir, config, quick):
             continue
         c = common.copy_config(config)
         c.data.preprocessing = case.preprocessing
-        if not quick and isinstance(case.likelihood, likelihoods.Categorical):
+        if not quick and case.preprocessing == "integer":  # as many epochs as the categorical
             c.train.num_epochs = CATEGORICAL_EPOCHS
         d = common.load_data(c)
         model = _mnist_model(c, case, d.train.shape[1:])
@@ -371,9 +379,10 @@ def run(
             common.provenance("output_likelihoods", quick),
             "**MNIST.** "
             + common.describe(mnist_config, data=f"{mnist_config.data.name}")
-            + " The categorical model trains for the epochs in the table; its decoder's "
-            f"256 logits per pixel come from {CATEGORICAL_PIXEL_FEATURES} features of that "
-            "pixel through one head shared by all pixels (`networks.PixelHead`).",
+            + " The two models of the integer levels train for the epochs in the table; "
+            f"their decoders' values per pixel (the categorical's 256 logits, the mixture's 3 x "
+            f"10) come from {CATEGORICAL_PIXEL_FEATURES} features of that pixel through one "
+            "head per param shared by all pixels (`networks.PixelHead`).",
             mnist_table,
             f"![reconstructions and prior samples per likelihood]({images_link})",
             "**Tabular features with no known scale.** "
