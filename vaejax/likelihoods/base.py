@@ -51,6 +51,11 @@ def _softplus_jvp(primals, tangents):
     return value, sigmoid * dt
 
 
+def log_sigmoid(t: ArrayLike) -> jax.Array:
+    """log sigmoid(t) = -softplus(-t), stable for any t."""
+    return -softplus(-jnp.asarray(t))
+
+
 def sum_event(values: jax.Array) -> jax.Array:
     """Sums over every axis but the first: `[B, ...] -> [B]`."""
     # An explicit size, not -1: reshape cannot infer it for an empty batch.

@@ -38,7 +38,7 @@ from vaejax.likelihoods.base import (
     check_integers,
     flat,
     host,
-    softplus,
+    log_sigmoid,
     sum_event,
     validate,
 )
@@ -46,10 +46,6 @@ from vaejax.likelihoods.base import (
 LIBRARY_SIZES = ("none", "observed")
 DISPERSIONS = ("feature", "example")
 _HINT = "Count likelihoods take integer data >= 0 (e.g. preprocessing 'integer' or 'none')."
-
-
-def _log_sigmoid(t: jax.Array) -> jax.Array:
-    return -softplus(-t)
 
 
 def with_library_size(params: Params, x: ArrayLike) -> dict[str, jax.Array]:
@@ -216,10 +212,10 @@ class ZeroInflatedNegativeBinomial(NegativeBinomial):
     def log_prob(self, params: Params, x: ArrayLike) -> jax.Array:
         x, log_mean, log_theta = self._terms(params, x)
         logits = flat(params["dropout_logits"])
-        log_keep = _log_sigmoid(-logits)  # log(1 - pi)
+        log_keep = log_sigmoid(-logits)  # log(1 - pi)
         nb = _nb_log_prob(x, log_mean, log_theta)
         nb_zero = jnp.exp(log_theta) * (log_theta - jnp.logaddexp(log_mean, log_theta))
-        zero = jnp.logaddexp(_log_sigmoid(logits), log_keep + nb_zero)
+        zero = jnp.logaddexp(log_sigmoid(logits), log_keep + nb_zero)
         return sum_event(jnp.where(x == 0, zero, log_keep + nb))
 
     def mean(self, params: Params) -> jax.Array:

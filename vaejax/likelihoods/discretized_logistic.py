@@ -33,17 +33,13 @@ from vaejax.likelihoods.base import (
     check_integers,
     flat,
     host,
-    softplus,
+    log_sigmoid,
     sum_event,
     validate,
 )
 
 # exp(-log_scale) stays finite below this (s = 3e-7, far inside a bin of an 8-bit level).
 _MIN_LOG_SCALE = -15.0
-
-
-def _log_sigmoid(t: jax.Array) -> jax.Array:
-    return -softplus(-t)
 
 
 def _log1mexp(d: jax.Array) -> jax.Array:
@@ -77,8 +73,8 @@ def log_bin_prob(k: jax.Array, mean: jax.Array, log_scale: jax.Array, num_bins: 
     inv_s = jnp.exp(-jnp.maximum(log_scale, _MIN_LOG_SCALE))
     a = (_lower_edge(k + 1, num_bins, mean.dtype) - mean) * inv_s  # the bin's upper edge
     b = (_lower_edge(k, num_bins, mean.dtype) - mean) * inv_s
-    log_cdf_upper = _log_sigmoid(a)  # log P(X <= upper edge)
-    log_sf_lower = _log_sigmoid(-b)  # log P(X > lower edge)
+    log_cdf_upper = log_sigmoid(a)  # log P(X <= upper edge)
+    log_sf_lower = log_sigmoid(-b)  # log P(X > lower edge)
     # a - b, not 2h / s: exact (Sterbenz), so the masses of neighbouring bins share their edge
     # to the last bit and the N masses sum to 1 within float32 rounding, at any scale.
     inner = log_cdf_upper + log_sf_lower + _log1mexp(a - b)
