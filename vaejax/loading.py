@@ -8,6 +8,7 @@ this machine's devices, whatever devices saved them. Loading reads and changes n
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import jax
@@ -55,21 +56,7 @@ def load(
     """
     workdir = os.fspath(workdir)
     _check_workdir(workdir)
-    # Read-only: a run training in `workdir` meanwhile keeps every file, its save in flight too.
-    with Checkpointer(workdir, read_only=True) as checkpointer:
-        step = None if step is None else int(step)
-        if not checkpointer.all_steps() or (step not in (None, *checkpointer.all_steps())):
-            raise FileNotFoundError(
-                f"{checkpointer.directory} holds no checkpoint"
-                + ("" if step is None else f" of step {step}")
-                + ": train first (python -m experiments.mnist --workdir=...), or pass a saved step."
-            )
-        # Restored as saved, whatever its format, before anything interprets it (a restore
-        # first also registers the handler that reading the metadata quietly needs). With no
-        # step: the newest that passes verification (a damaged newer one is named, and kept).
-        tree = checkpointer.restore(step=step)  # as saved, on this process's first device
-        step = checkpointer.current_step
-        metadata = checkpointer.metadata(step)
+    tree, step, metadata = _read(workdir, None if step is None else int(step))
     _check_format(metadata, workdir, step)
     description = _member_description(metadata, member, workdir)
     _check_config_file(workdir, member, description["config"])
@@ -97,6 +84,34 @@ def load(
         step=step,
         ema=ema,
         workdir=workdir,
+    )
+
+
+def _read(workdir: str, step: int | None, tries: int = 5) -> tuple[Any, int, Any]:
+    """The checkpoint's tree, step and metadata, read-only: a run training in `workdir`
+    meanwhile keeps every file, its save in flight too. A step the run deletes (its oldest,
+    past `max_to_keep`) while this reads it is read again from the steps left."""
+    for attempt in range(tries):
+        try:
+            with Checkpointer(workdir, read_only=True) as checkpointer:
+                saved = checkpointer.all_steps()
+                if not saved or step not in (None, *saved):
+                    break
+                # Restored as saved, whatever its format, before anything interprets it (a
+                # restore first also registers the handler that reading the metadata quietly
+                # needs). With no step: the newest that passes verification (a damaged newer
+                # one is named, and kept).
+                tree = checkpointer.restore(step=step)  # on this process's first device
+                found = checkpointer.current_step
+                return tree, found, checkpointer.metadata(found)
+        except (FileNotFoundError, NotADirectoryError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+    raise FileNotFoundError(
+        f"{os.path.join(workdir, 'checkpoints')} holds no checkpoint"
+        + ("" if step is None else f" of step {step}")
+        + ": train first (python -m experiments.mnist --workdir=...), or pass a saved step."
     )
 
 
