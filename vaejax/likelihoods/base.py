@@ -110,6 +110,18 @@ def check_finite(name: str, x: np.ndarray) -> None:
         )
 
 
+def set_int_field(lik: object, field: str, minimum: int) -> None:
+    """Refuses `lik.field` unless an int >= `minimum`; a NumPy integer (read from an array or a
+    config) becomes a Python int."""
+    value = getattr(lik, field)
+    if isinstance(value, np.integer):
+        object.__setattr__(lik, field, value := int(value))
+    if not (isinstance(value, int) and value >= minimum):
+        raise ValueError(
+            f"{type(lik).__name__} {field} must be an int >= {minimum}; got {value!r}."
+        )
+
+
 def check_integers(name: str, x: np.ndarray, low: int, high: float, hint: str) -> None:
     """Refuses values that are not integers in `[low, high)`, naming a few and the range."""
     check_finite(name, x)

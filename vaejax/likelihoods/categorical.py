@@ -15,6 +15,7 @@ from vaejax.likelihoods.base import (
     check_integers,
     flat,
     host,
+    set_int_field,
     sum_event,
     validate,
 )
@@ -31,12 +32,7 @@ class Categorical:
     param_names: ClassVar[tuple[str, ...]] = ("logits",)
 
     def __post_init__(self):
-        if isinstance(self.num_classes, np.integer):  # e.g. read from a NumPy array or a config
-            object.__setattr__(self, "num_classes", int(self.num_classes))
-        if not (isinstance(self.num_classes, int) and self.num_classes >= 2):
-            raise ValueError(
-                f"Categorical num_classes must be an int >= 2; got {self.num_classes!r}."
-            )
+        set_int_field(self, "num_classes", 2)
 
     def param_shapes(self, data_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"logits": (*data_shape, self.num_classes)}

@@ -34,6 +34,7 @@ from vaejax.likelihoods.base import (
     flat,
     host,
     log_sigmoid,
+    set_int_field,
     sum_event,
     validate,
 )
@@ -99,14 +100,6 @@ def _sample_level(key: jax.Array, mean: jax.Array, log_scale: jax.Array, num_bin
     return jnp.clip(level, 0, num_bins - 1).astype(jnp.int32)
 
 
-def _check_num_bins(name: str, num_bins: object) -> int:
-    if isinstance(num_bins, np.integer):  # e.g. read from a NumPy array or a config
-        num_bins = int(num_bins)
-    if not (isinstance(num_bins, int) and num_bins >= 2):
-        raise ValueError(f"{name} num_bins must be an int >= 2; got {num_bins!r}.")
-    return num_bins
-
-
 def _check_levels(name: str, x: ArrayLike, num_bins: int) -> None:
     hint = "Use the raw 8-bit levels (preprocessing 'integer') or set num_bins."
     check_integers(name, host(x), 0, num_bins, hint)
@@ -135,7 +128,7 @@ class DiscretizedLogistic:
     param_names: ClassVar[tuple[str, ...]] = ("mean", "log_scale")
 
     def __post_init__(self):
-        object.__setattr__(self, "num_bins", _check_num_bins("DiscretizedLogistic", self.num_bins))
+        set_int_field(self, "num_bins", 2)
 
     def param_shapes(self, data_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"mean": data_shape, "log_scale": data_shape}
@@ -176,13 +169,8 @@ class DiscretizedLogisticMixture:
     param_names: ClassVar[tuple[str, ...]] = ("logits", "means", "log_scales")
 
     def __post_init__(self):
-        name = "DiscretizedLogisticMixture"
-        object.__setattr__(self, "num_bins", _check_num_bins(name, self.num_bins))
-        k = self.num_components
-        if isinstance(k, np.integer):
-            object.__setattr__(self, "num_components", k := int(k))
-        if not (isinstance(k, int) and k >= 1):
-            raise ValueError(f"{name} num_components must be an int >= 1; got {k!r}.")
+        set_int_field(self, "num_bins", 2)
+        set_int_field(self, "num_components", 1)
 
     def param_shapes(self, data_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         shape = (*data_shape, self.num_components)
