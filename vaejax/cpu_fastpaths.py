@@ -34,7 +34,17 @@ _DISABLED = jax.make_user_context(default_value=frozenset())
 
 @contextlib.contextmanager
 def disabled(*names: str) -> Iterator[None]:
-    """Turns the named paths (default: all) off inside the block; the plain path runs instead."""
+    """Turns the named paths (default: all) off inside the block; the plain path runs instead.
+
+    Args:
+      *names: paths among `NAMES`; none means all of them.
+
+    Yields:
+      None, with the paths off until the block ends.
+
+    Raises:
+      ValueError: a name is not in `NAMES`.
+    """
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
         raise ValueError(f"unknown CPU fast paths {unknown}; valid: {list(NAMES)}")
@@ -43,7 +53,15 @@ def disabled(*names: str) -> Iterator[None]:
 
 
 def applies(name: str, platform: str | None = None) -> bool:
-    """Whether path `name` is on for `platform` (default: JAX's default backend)."""
+    """Whether path `name` is on for `platform` (default: JAX's default backend).
+
+    Args:
+      name: a path among `NAMES`.
+      platform: a JAX platform name such as "cpu" or "gpu"; None for the default backend.
+
+    Returns:
+      True where the platform is CPU and the path is not turned off by `disabled`.
+    """
     if name not in NAMES:
         raise ValueError(f"unknown CPU fast path {name!r}; valid: {list(NAMES)}")
     return (platform or jax.default_backend()) == "cpu" and name not in _DISABLED.value
@@ -68,6 +86,14 @@ def _rotate_left(x: jax.Array, r: int) -> jax.Array:
 
 def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The Threefry-2x32 hash (20 rounds) of the word pairs `(x0, x1)` under `key` (`uint32[2]`).
+
+    Args:
+      key: the key's two words, `uint32[2]`.
+      x0: the pairs' first words, `uint32[...]`.
+      x1: the pairs' second words, `uint32`, `x0`'s shape.
+
+    Returns:
+      The two hashed words, `uint32` arrays of `x0`'s shape.
 
     References:
       Salmon et al., Parallel random numbers: as easy as 1, 2, 3, SC 2011.
@@ -129,6 +155,12 @@ def threefry_key(key: jax.Array) -> jax.Array:
     Threefry keys (typed, or legacy `uint32[..., 2]` under the default threefry) are converted;
     keys of other implementations, and threefry under the non-default
     `jax_threefry_partitionable=False` (whose bits differ), are returned unchanged.
+
+    Args:
+      key: a JAX PRNG key, typed or a legacy `uint32[..., 2]` one.
+
+    Returns:
+      A typed `FAST_THREEFRY` key of the same data, or `key` unchanged.
     """
     if not applies("threefry") or not jax.config.jax_threefry_partitionable:
         return key
@@ -158,6 +190,13 @@ def evaluation_jit(fun: Callable | None = None, **jit_kwargs: Any) -> Callable:
 
     Usable as `@evaluation_jit` or `@functools.partial(evaluation_jit, static_argnames=...)`.
     The platform is read at each call (the backend is not known when a module is imported).
+
+    Args:
+      fun: the function to compile; None to return a decorator taking it.
+      **jit_kwargs: passed to `jax.jit` (e.g. `static_argnames`).
+
+    Returns:
+      The jitted function, or, with `fun` None, a decorator that makes one.
     """
     if fun is None:
         return functools.partial(evaluation_jit, **jit_kwargs)
@@ -176,7 +215,14 @@ def evaluation_jit(fun: Callable | None = None, **jit_kwargs: Any) -> Callable:
 
 
 def has_convolutions(jaxpr: jex_core.Jaxpr) -> bool:
-    """Whether `jaxpr`, or any jaxpr inside it, runs a convolution."""
+    """Whether `jaxpr`, or any jaxpr inside it, runs a convolution.
+
+    Args:
+      jaxpr: the jaxpr to search, its sub-jaxprs included.
+
+    Returns:
+      True where it has a `conv_general_dilated`.
+    """
     return any(
         eqn.primitive.name == "conv_general_dilated"
         or any(has_convolutions(sub) for sub in jex_core.jaxprs_in_params(eqn.params))
@@ -190,5 +236,12 @@ def prefer_per_step_dispatch(jaxpr: jex_core.Jaxpr, platform: str) -> bool:
     XLA:CPU runs convolutions inside a loop body several times slower than outside one
     (jax-ml/jax#12868; 2.7x for `networks.conv_vae`'s step here), and a dispatch costs little
     next to a convolutional step. True only on CPU for a step with convolutions.
+
+    Args:
+      jaxpr: the training step's jaxpr.
+      platform: the platform the chunk runs on, e.g. "cpu".
+
+    Returns:
+      True where the "per_step_dispatch" path applies and the step has convolutions.
     """
     return applies("per_step_dispatch", platform) and has_convolutions(jaxpr)

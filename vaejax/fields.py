@@ -31,7 +31,16 @@ def _is_real(v: Any) -> bool:
 
 
 def check_count(value: Any, name: str = "num_samples", where: str = "") -> None:
-    """Refuses a count (of samples, of images) that is not an integer >= 1."""
+    """Refuses a count (of samples, of images) that is not an integer >= 1.
+
+    Args:
+      value: the count; a bool is not an integer here.
+      name: the count's name in the error message.
+      where: what takes it, prefixed to the message where given.
+
+    Raises:
+      ValueError: `value` is not an integer >= 1.
+    """
     if not (_is_int(value) and value >= 1):
         prefix = f"{where}: " if where else ""
         raise ValueError(f"{prefix}{name} must be an integer >= 1; got {value!r}.")
@@ -42,24 +51,58 @@ def _field(default: Any, ok: Callable[[Any], bool], text: str) -> Any:
 
 
 def at_least(low: int, *, default: int, note: str = "") -> Any:
-    """An integer field >= `low`."""
+    """An integer field >= `low`.
+
+    Args:
+      low: the smallest valid value.
+      default: the field's default.
+      note: text appended to "an integer >= low" in the error message.
+
+    Returns:
+      A `dataclasses.field` whose metadata `check` tests.
+    """
     return _field(default, lambda v: _is_int(v) and v >= low, f"an integer >= {low}{note}")
 
 
 def real(test: Callable[[float], bool], text: str, *, default: float | None) -> Any:
-    """A finite number passing `test` (`text` says which); None is valid where it is the default."""
+    """A finite number passing `test` (`text` says which); None is valid where it is the default.
+
+    Args:
+      test: the predicate a finite number must pass.
+      text: what is valid, in words, for the error message.
+      default: the field's default (None makes None valid).
+
+    Returns:
+      A `dataclasses.field` whose metadata `check` tests.
+    """
     ok = lambda v: (v is None and default is None) or (_is_real(v) and math.isfinite(v) and test(v))
     return _field(default, ok, text)
 
 
 def one_of(names: Iterable[str], *, default: str) -> Any:
-    """A name among `names`."""
+    """A name among `names`.
+
+    Args:
+      names: the valid names.
+      default: the field's default.
+
+    Returns:
+      A `dataclasses.field` whose metadata `check` tests.
+    """
     names = tuple(names)
     return dataclasses.field(default=default, metadata={"names": names})
 
 
 def check(obj: Any, where: str) -> None:
-    """Every checked field of dataclass `obj` in its range; `where` names it (`config.optim`)."""
+    """Every checked field of dataclass `obj` in its range; `where` names it (`config.optim`).
+
+    Args:
+      obj: a dataclass instance with fields made by `at_least`, `real` or `one_of`.
+      where: its name in the error message, e.g. "config.optim".
+
+    Raises:
+      ConfigError: a field's value is out of its range or not among its names.
+    """
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if "ok" in f.metadata and not f.metadata["ok"](value):

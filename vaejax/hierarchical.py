@@ -38,7 +38,15 @@ Gaussian = dict[str, jax.Array]
 
 
 def gaussian_kl_per_dim(q: Gaussian, p: Gaussian) -> jax.Array:
-    """KL(N(m_q, v_q) || N(m_p, v_p)) per dimension for {"mean", "log_var"} params."""
+    """KL(N(m_q, v_q) || N(m_p, v_p)) per dimension for {"mean", "log_var"} params.
+
+    Args:
+      q: `{"mean", "log_var"}`, each `[..., D]`.
+      p: `{"mean", "log_var"}`, each `[..., D]` (broadcast against `q`'s).
+
+    Returns:
+      The KL per dimension, `[..., D]`, not summed.
+    """
     log_ratio = q["log_var"] - p["log_var"]
     return 0.5 * (
         jnp.exp(log_ratio)
@@ -50,7 +58,15 @@ def gaussian_kl_per_dim(q: Gaussian, p: Gaussian) -> jax.Array:
 
 def precision_weighted(bottom_up: Gaussian, top_down: Gaussian) -> Gaussian:
     """The ladder's merge (Sonderby et al. 2016, eq. 18-19): precisions add, and the mean is
-    the precision-weighted mean. Computed in log-variance, so no precision overflows."""
+    the precision-weighted mean. Computed in log-variance, so no precision overflows.
+
+    Args:
+      bottom_up: the bottom-up estimate `{"mean", "log_var"}`, each `[..., D]`.
+      top_down: the prior's `{"mean", "log_var"}`, each `[..., D]`.
+
+    Returns:
+      The merged `{"mean", "log_var"}`, each `[..., D]`.
+    """
     w = jax.nn.sigmoid(top_down["log_var"] - bottom_up["log_var"])  # bottom-up's share
     return {
         "mean": w * bottom_up["mean"] + (1.0 - w) * top_down["mean"],
@@ -144,11 +160,28 @@ class StackedVAE(_Hierarchy):
         self._setup_generative()
 
     def q(self, layer: int, below: jax.Array) -> Gaussian:
-        """q(z_layer | z_{layer-1}) (the data for layer 0)."""
+        """q(z_layer | z_{layer-1}) (the data for layer 0).
+
+        Args:
+          layer: the 0-based layer index.
+          below: the data `[B, *data_shape]` for layer 0, else the samples or means of the
+            layer below, `[..., D_below]` (e.g. `[S, B, D_below]`).
+
+        Returns:
+          `{"mean", "log_var"}`, each `[..., D_layer]` (`[B, D_layer]` for layer 0).
+        """
         return self.up[layer](below) if layer == 0 else _per_sample(self.up[layer], below)
 
     def means(self, x: jax.Array) -> list[Gaussian]:
-        """Each layer's q along the path of means (the codes; `encode_top` for a VampPrior)."""
+        """Each layer's q along the path of means (the codes; `encode_top` for a VampPrior).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          One `{"mean", "log_var"}` per layer, z_1 first, each `[B, D_l]`; layer l is
+          conditioned on the mean of layer l - 1.
+        """
         qs, h = [], x
         for layer in range(len(self.latent_sizes)):
             qs.append(self.q(layer, h))
@@ -156,6 +189,14 @@ class StackedVAE(_Hierarchy):
         return qs
 
     def encode_top(self, x: jax.Array) -> Gaussian:
+        """The top layer's q along the path of means (what a VampPrior encodes with).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          `{"mean", "log_var"}`, each `[B, D_L]`.
+        """
         return self.means(x)[-1]
 
     def __call__(self, x: jax.Array, key: jax.Array) -> Any:
@@ -179,7 +220,14 @@ class LadderVAE(_Hierarchy):
         return _LadderUp(tuple(self.hidden_sizes[i]), self.latent_sizes[i], self.activation, scale)
 
     def bottom_up(self, x: jax.Array) -> list[Gaussian]:
-        """Each layer's bottom-up Gaussian estimate (the top one is q(z_L | x))."""
+        """Each layer's bottom-up Gaussian estimate (the top one is q(z_L | x)).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          One `{"mean", "log_var"}` per layer, z_1 first, each `[B, D_l]`.
+        """
         out, h = [], x
         for layer in self.up:
             h, q = layer(h)
@@ -187,6 +235,14 @@ class LadderVAE(_Hierarchy):
         return out
 
     def encode_top(self, x: jax.Array) -> Gaussian:
+        """q(z_L | x), the top of the bottom-up pass (what a VampPrior encodes with).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          `{"mean", "log_var"}`, each `[B, D_L]`.
+        """
         return self.bottom_up(x)[-1]
 
     def __call__(self, x: jax.Array, key: jax.Array) -> Any:
@@ -226,7 +282,16 @@ class HierarchyBound:
         object.__setattr__(self, "prior", self.apply("prior_distribution"))
 
     def apply(self, method: str, *args, stop: bool = False) -> Any:
-        """`model.<method>(*args)` at the params (held fixed in the gradient if `stop`)."""
+        """`model.<method>(*args)` at the params (held fixed in the gradient if `stop`).
+
+        Args:
+          method: the name of a method of the model, e.g. "decode" or "q".
+          *args: its arguments.
+          stop: stop the gradient through the params.
+
+        Returns:
+          What the method returns.
+        """
         params = jax.lax.stop_gradient(self.params) if stop else self.params
         return self.model.apply({"params": params}, *args, method=getattr(type(self.model), method))
 
@@ -239,15 +304,38 @@ class HierarchyBound:
         return tuple(self.model.latent_sizes)
 
     def decode(self, z1: jax.Array) -> dict[str, jax.Array]:
+        """Runs the decoder p(x | z_1).
+
+        Args:
+          z1: samples of the bottom layer, `[N, D_1]`.
+
+        Returns:
+          The likelihood's params, each `[N, *data_shape]` (or `[N, *data_shape, K]`).
+        """
         return self.apply("decode", z1)
 
     def infer(self, x: jax.Array) -> StackedInference | LadderInference:
+        """Conditions the model on a batch (q(z_1 | x), or the ladder's bottom-up pass, once).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          A `LadderInference` for a `LadderVAE`, else a `StackedInference`.
+        """
         if isinstance(self.model, LadderVAE):
             return LadderInference(self, x, self.apply("bottom_up", x))
         return StackedInference(self, x, self.apply("q", 0, x))
 
     def codes(self, x: jax.Array) -> tuple[jax.Array, ...]:
-        """E_q[z_l] along the path of means, per layer `[B, D_l]` (for active units)."""
+        """E_q[z_l] along the path of means, per layer `[B, D_l]` (for active units).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          One mean per layer, z_1 first, each `[B, D_l]`.
+        """
         if isinstance(self.model, LadderVAE):
             return tuple(q["mean"] for q in self._top_down_means(x))
         return tuple(q["mean"] for q in self.apply("means", x))
@@ -260,10 +348,26 @@ class HierarchyBound:
         return qs
 
     def reconstruct(self, x: jax.Array) -> dict[str, jax.Array]:
+        """The likelihood's params decoded at z_1's mean along the path of means.
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          The likelihood's params, each `[B, *data_shape]` (or `[B, *data_shape, K]`).
+        """
         return self.decode(self.codes(x)[0])
 
     def sample_prior(self, key: jax.Array, num: int) -> dict[str, jax.Array]:
-        """The likelihood's params at `num` draws from the prior, top down."""
+        """The likelihood's params at `num` draws from the prior, top down.
+
+        Args:
+          key: a PRNG key for the draws.
+          num: N, the number of draws.
+
+        Returns:
+          The likelihood's params, each `[N, *data_shape]` (or `[N, *data_shape, K]`).
+        """
         keys = _layer_keys(key, len(self.latent_sizes))
         z = self.prior.sample(keys[-1], (num,))
         for layer in reversed(range(len(self.latent_sizes) - 1)):
@@ -280,6 +384,15 @@ class StackedInference:
     q1: Gaussian
 
     def sample(self, key: jax.Array, num_samples: int) -> tuple[jax.Array, ...]:
+        """Draws reparameterized samples of every layer, bottom up.
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+
+        Returns:
+          One sample per layer, z_1 first, each `[S, B, D_l]`.
+        """
         keys = _layer_keys(key, len(self.bound.latent_sizes))
         zs = [GAUSSIAN.sample(keys[0], self.q1, num_samples)]
         for layer in range(1, len(keys)):
@@ -287,10 +400,30 @@ class StackedInference:
         return tuple(zs)
 
     def sample_terms(self, key, num_samples, gradient_estimator="reparameterized") -> Terms:
+        """Draws `num_samples` samples of every layer per example and returns their terms.
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+          gradient_estimator: "reparameterized", or "stl"/"dreg" (q's parameters held fixed
+            in log q).
+
+        Returns:
+          The `Terms`, `[S, B]` log-densities per layer (every KL Monte Carlo: `kl_per_dim`
+          is None for each layer).
+        """
         zs = self.sample(key, num_samples)
         return self._terms(zs, stop=gradient_estimator != "reparameterized")
 
     def terms_at(self, zs: tuple[jax.Array, ...]) -> Terms:
+        """The terms at given samples, with q's parameters (not the samples) held fixed.
+
+        Args:
+          zs: one sample per layer, z_1 first, each `[S, B, D_l]` (as `sample` returns).
+
+        Returns:
+          The `Terms` at `zs`, `[S, B]` log-densities per layer.
+        """
         return self._terms(zs, stop=True)
 
     def _terms(self, zs: tuple[jax.Array, ...], *, stop: bool) -> Terms:
@@ -318,11 +451,32 @@ class LadderInference:
     up: list[Gaussian]
 
     def describe(self, layer: int) -> str:
+        """Names a stochastic layer's q and p, for error messages.
+
+        Args:
+          layer: the 0-based layer index.
+
+        Returns:
+          A phrase naming the layer (1-based) and the prior's type.
+        """
         return (
             f"q and p of the ladder's layer {layer + 1} (prior {type(self.bound.prior).__name__})"
         )
 
     def sample_terms(self, key, num_samples, gradient_estimator="reparameterized") -> Terms:
+        """Draws `num_samples` samples top down per example and returns their terms.
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+          gradient_estimator: "reparameterized" only (a ValueError otherwise: q and p share
+            the top-down pass).
+
+        Returns:
+          The `Terms`, `[S, B]` log-densities per layer, and each layer's closed-form KL per
+          dimension: `[S, B, D_l]` below the top (given the sample above), the top's `[B, D_L]`
+          (or None where the prior has no closed form).
+        """
         if gradient_estimator != "reparameterized":
             raise ValueError(
                 f"gradient_estimator={gradient_estimator!r} holds q's parameters fixed apart from "
@@ -392,7 +546,16 @@ def stacked(
 
 def burda2015_2layer(*, data_shape, likelihood, input_scale: float = 1.0) -> StackedVAE:
     """Burda et al. 2015, two stochastic layers: x-200-200-z1(100)-100-100-z2(50), tanh,
-    bottom-up inference and a mirrored generative path."""
+    bottom-up inference and a mirrored generative path.
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: p(x | z_1) (`vaejax.likelihoods`).
+      input_scale: multiplies the encoder's input.
+
+    Returns:
+      The `StackedVAE`.
+    """
     sizes = dict(latent_sizes=(100, 50), hidden_sizes=((200, 200), (100, 100)))
     return stacked(data_shape=data_shape, likelihood=likelihood, input_scale=input_scale, **sizes)
 
@@ -442,7 +605,20 @@ def build(
 ) -> _Hierarchy:
     """The preset named `preset`; for "stacked" and "ladder", the given activation and layers
     (empty: the preset's own). `burda2015_2layer` is fixed. Every layer is a diagonal Gaussian
-    with a log-variance head."""
+    with a log-variance head.
+
+    Args:
+      preset: "burda2015_2layer", "stacked" or "ladder".
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: p(x | z_1) (`vaejax.likelihoods`).
+      input_scale: multiplies the encoder's input.
+      activation: a name of `networks.activation` (not for "burda2015_2layer").
+      latent_sizes: each stochastic layer's size, z_1 first; empty for the preset's.
+      hidden_sizes: per layer, the widths of its deterministic layers; empty for the preset's.
+
+    Returns:
+      The hierarchical model (a `StackedVAE` or a `LadderVAE`).
+    """
     kwargs: dict[str, Any] = dict(
         data_shape=tuple(data_shape), likelihood=likelihood, input_scale=input_scale
     )

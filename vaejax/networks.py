@@ -35,6 +35,14 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function of a name.
+
+    Args:
+      name: "tanh", "relu", "elu", "gelu", "silu", "softplus" or "leaky_relu".
+
+    Returns:
+      The elementwise function, e.g. `nn.tanh`.
+    """
     if name not in _ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; valid names: {sorted(_ACTIVATIONS)}.")
     return _ACTIVATIONS[name]
@@ -44,7 +52,17 @@ def posterior_heads(posterior: Posterior, h: jax.Array, latent_dim: int) -> dict
     """The posterior's params from the encoder's last hidden layer `h`, inside the calling
     encoder module: one plain `nn.Dense` head per param (`posterior.head_sizes(latent_dim)`
     where the posterior has it, else `latent_dim` wide), and, for a posterior with weights of
-    its own (a flow's `weights(latent_dim, name)`), those weights under "flow"."""
+    its own (a flow's `weights(latent_dim, name)`), those weights under "flow".
+
+    Args:
+      posterior: the `Posterior`; its `param_names` (or `head_sizes`) name the heads.
+      h: the encoder's last hidden layer, `[B, H]`.
+      latent_dim: D, the size of z.
+
+    Returns:
+      A dict of one `[B, size]` array per head, and the flow's per-step weights under "flow"
+      where the posterior has them.
+    """
     sizes = getattr(posterior, "head_sizes", None)
     sizes = sizes(latent_dim) if sizes else dict.fromkeys(posterior.param_names, latent_dim)
     out: dict[str, Any] = {n: nn.Dense(size, name=n)(h) for n, size in sizes.items()}
@@ -223,13 +241,34 @@ class VAE(nn.Module):
         return (self.encoder.latent_dim,)
 
     def encode(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Runs the encoder.
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          The posterior's params, each `[B, ...]` (a flow's weights under "flow").
+        """
         return self.encoder(x)
 
     def decode(self, z: jax.Array) -> dict[str, jax.Array]:
+        """Runs the decoder.
+
+        Args:
+          z: latents `[B, D]`.
+
+        Returns:
+          The likelihood's params, each `[B, *data_shape]` (or `[B, *data_shape, K]`).
+        """
         return self.decoder(z)
 
     def prior_distribution(self) -> Any:
-        """p(z) as a distribution (for a learned prior: at the current parameters)."""
+        """p(z) as a distribution (for a learned prior: at the current parameters).
+
+        Returns:
+          A `StandardNormal` of the encoder's latent size where `prior` is None, the learned
+          prior's distribution, or the fixed `prior` itself.
+        """
         if self.prior is None:
             return StandardNormal(self.encoder.latent_dim)
         if isinstance(self.prior, nn.Module):
@@ -237,6 +276,14 @@ class VAE(nn.Module):
         return self.prior
 
     def bound_to(self, params: Any) -> Bound:
+        """The model at `params` (what `bind` returns for a `VAE`).
+
+        Args:
+          params: the model's parameter tree.
+
+        Returns:
+          The `Bound` model.
+        """
         return Bound(self, params)
 
     def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
@@ -262,19 +309,50 @@ class Bound(tuple):
         return self
 
     def infer(self, x: jax.Array) -> terms.OneLayer:
+        """Encodes the batch once.
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          The batch's `terms.OneLayer` inference.
+        """
         return terms.OneLayer(
             x, self.encode(x), self.decode, self.likelihood, self.posterior, self.prior
         )
 
     def codes(self, x: jax.Array) -> tuple[jax.Array]:
-        """The posterior means `[B, D]` (one stochastic layer)."""
+        """The posterior means `[B, D]` (one stochastic layer).
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          A one-element tuple, the means `[B, D]`.
+        """
         return (self.encode(x)["mean"],)
 
     def reconstruct(self, x: jax.Array) -> dict[str, jax.Array]:
+        """The likelihood's params decoded at the posterior means.
+
+        Args:
+          x: a batch `[B, *data_shape]`.
+
+        Returns:
+          The likelihood's params, each `[B, *data_shape]` (or `[B, *data_shape, K]`).
+        """
         return self.decode(self.encode(x)["mean"])
 
     def sample_prior(self, key: jax.Array, num: int) -> dict[str, jax.Array]:
-        """The likelihood's params at `num` draws from the prior."""
+        """The likelihood's params at `num` draws from the prior.
+
+        Args:
+          key: a PRNG key for the draws.
+          num: N, the number of draws.
+
+        Returns:
+          The likelihood's params, each `[N, *data_shape]` (or `[N, *data_shape, K]`).
+        """
         return self.decode(self.prior.sample(key, (num,)))
 
 
@@ -315,6 +393,14 @@ def set_output_bias(params: Any, bias: Mapping[str, np.ndarray]) -> Any:
     Starting the Bernoulli logits at the logit of the mean pixel skips the first steps of learning
     the marginal. A conv head's bias is per channel, so there the bias is averaged over space; a
     free parameter (not a head) is set to the bias, or to its mean when it is a scalar.
+
+    Args:
+      params: the VAE's parameter tree, with the decoder's under "decoder".
+      bias: per likelihood param name, its head's bias in the param's shape (e.g.
+        `[*data_shape]`), as `likelihood.output_bias(x)` gives.
+
+    Returns:
+      A copy of `params` with those heads' biases (or free parameters) replaced.
     """
     decoder = dict(params["decoder"])
     for name, b in bias.items():
@@ -371,7 +457,18 @@ def conv_vae(
     posterior: Posterior = DiagonalGaussian(),
     input_scale: float = 1.0,
 ) -> VAE:
-    """A small conv VAE for 28x28 or 32x32 images (two stride-2 convs each way)."""
+    """A small conv VAE for 28x28 or 32x32 images (two stride-2 convs each way).
+
+    Args:
+      data_shape: one image's shape `(H, W, C)`, H and W divisible by 4.
+      likelihood: the decoder's likelihood (`vaejax.likelihoods`).
+      latent_dim: D, the size of z.
+      posterior: q(z | x): the encoder's heads (`vaejax.posteriors`).
+      input_scale: multiplies the encoder's input (e.g. 1 / 255 for integer levels).
+
+    Returns:
+      The `VAE` module.
+    """
     return VAE(
         ConvEncoder(latent_dim, posterior=posterior, input_scale=input_scale),
         ConvDecoder(tuple(data_shape), likelihood),
@@ -381,7 +478,18 @@ def conv_vae(
 def kingma2013(
     *, data_shape, likelihood, latent_dim=20, posterior=DiagonalGaussian(), input_scale=1.0
 ) -> VAE:
-    """Kingma & Welling 2013, App. C: one tanh hidden layer of 500 units (MNIST) each way."""
+    """Kingma & Welling 2013, App. C: one tanh hidden layer of 500 units (MNIST) each way.
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: the decoder's likelihood (`vaejax.likelihoods`).
+      latent_dim: D, the size of z.
+      posterior: q(z | x): the encoder's heads (`vaejax.posteriors`).
+      input_scale: multiplies the encoder's input (e.g. 1 / 255 for integer levels).
+
+    Returns:
+      The `VAE` module.
+    """
     return mlp_vae(
         data_shape=data_shape,
         likelihood=likelihood,
@@ -396,7 +504,18 @@ def kingma2013(
 def burda2015(
     *, data_shape, likelihood, latent_dim=50, posterior=DiagonalGaussian(), input_scale=1.0
 ) -> VAE:
-    """Burda et al. 2015, one stochastic layer: 784-200-200-50 tanh, mirrored decoder."""
+    """Burda et al. 2015, one stochastic layer: 784-200-200-50 tanh, mirrored decoder.
+
+    Args:
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: the decoder's likelihood (`vaejax.likelihoods`).
+      latent_dim: D, the size of z.
+      posterior: q(z | x): the encoder's heads (`vaejax.posteriors`).
+      input_scale: multiplies the encoder's input (e.g. 1 / 255 for integer levels).
+
+    Returns:
+      The `VAE` module.
+    """
     return mlp_vae(
         data_shape=data_shape,
         likelihood=likelihood,

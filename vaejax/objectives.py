@@ -96,7 +96,14 @@ def _sum(values) -> jax.Array:
 
 
 def log_weights(terms: Terms) -> jax.Array:
-    """Importance log-weights log p(x, z_s) - log q(z_s | x), `[S, B]`."""
+    """Importance log-weights log p(x, z_s) - log q(z_s | x), `[S, B]`.
+
+    Args:
+      terms: a batch's `Terms`, every entry `[S, B]`.
+
+    Returns:
+      log p(x | z_1) plus the layers' log p minus their log q, `[S, B]`.
+    """
     return terms.log_px_z + _sum(terms.log_p) - _sum(terms.log_q)
 
 

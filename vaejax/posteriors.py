@@ -56,16 +56,43 @@ class Posterior(Protocol):
     def sample_and_log_prob(
         self, key: jax.Array, params: Params, num_samples: int
     ) -> tuple[jax.Array, jax.Array]:
-        """Reparameterized `z` `[S, B, D]` and their log q(z | x) `[S, B]`."""
+        """Reparameterized `z` `[S, B, D]` and their log q(z | x) `[S, B]`.
+
+        Args:
+          key: a PRNG key for the draws.
+          params: the encoder's outputs for the batch, a dict of `[B, ...]` arrays.
+          num_samples: S, the samples per example.
+
+        Returns:
+          `(z, log_q)`: the samples `[S, B, D]` and their log q(z | x) `[S, B]`.
+        """
         ...
 
     def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
-        """log q(z | x): `[S, B, D] -> [S, B]`."""
+        """log q(z | x): `[S, B, D] -> [S, B]`.
+
+        Args:
+          params: the encoder's outputs for the batch, a dict of `[B, ...]` arrays.
+          z: latents `[S, B, D]`.
+
+        Returns:
+          log q(z | x) summed over the latent axis, `[S, B]`.
+        """
         ...
 
 
 def analytic_kl_per_dim(posterior: Any, params: Params, prior: Any) -> jax.Array | None:
-    """KL(q || prior) per latent dimension `[B, D]` in closed form; None where none is known."""
+    """KL(q || prior) per latent dimension `[B, D]` in closed form; None where none is known.
+
+    Args:
+      posterior: any posterior; its optional `kl_per_dim(params, prior)` is called.
+      params: the encoder's outputs for the batch, a dict of `[B, ...]` arrays.
+      prior: the prior p(z).
+
+    Returns:
+      The KL per example and latent dimension, `[B, D]`, or None where the posterior has no
+      `kl_per_dim` or no closed form for this prior.
+    """
     kl_per_dim = getattr(posterior, "kl_per_dim", None)
     return None if kl_per_dim is None else kl_per_dim(params, prior)
 
@@ -123,7 +150,14 @@ class DiagonalGaussian:
             )
 
     def log_stddev(self, params: Params) -> jax.Array:
-        """log std, computed without a log(exp(.)) round trip where possible."""
+        """log std, computed without a log(exp(.)) round trip where possible.
+
+        Args:
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+
+        Returns:
+          log std, `[B, D]`.
+        """
         self._check(params)
         raw = params[self.param_names[1]]
         if self.parameterization == "log_var":
@@ -133,6 +167,14 @@ class DiagonalGaussian:
         return jnp.log(softplus(raw) + self.softplus_floor)
 
     def stddev(self, params: Params) -> jax.Array:
+        """The standard deviation of q(z | x).
+
+        Args:
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+
+        Returns:
+          std, `[B, D]`.
+        """
         self._check(params)
         raw = params[self.param_names[1]]
         if self.parameterization == "softplus":
@@ -140,7 +182,16 @@ class DiagonalGaussian:
         return jnp.exp(self.log_stddev(params))
 
     def sample(self, key: jax.Array, params: Params, num_samples: int | None = None) -> jax.Array:
-        """z = mean + std * eps: `[B, D]`, or `[S, B, D]` when `num_samples` is given."""
+        """z = mean + std * eps: `[B, D]`, or `[S, B, D]` when `num_samples` is given.
+
+        Args:
+          key: a JAX PRNG key (typed, or a raw uint32 one).
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+          num_samples: S, the samples per example; None for one draw with no sample axis.
+
+        Returns:
+          The reparameterized samples, `[B, D]`, or `[S, B, D]` when `num_samples` is given.
+        """
         check_key(key)
         mean = params["mean"]
         std = self.stddev(params)
@@ -154,12 +205,29 @@ class DiagonalGaussian:
     def sample_and_log_prob(
         self, key: jax.Array, params: Params, num_samples: int
     ) -> tuple[jax.Array, jax.Array]:
-        """`z = mean + std * eps` `[S, B, D]` and log q(z | x) `[S, B]`."""
+        """`z = mean + std * eps` `[S, B, D]` and log q(z | x) `[S, B]`.
+
+        Args:
+          key: a JAX PRNG key.
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+          num_samples: S, the samples per example.
+
+        Returns:
+          `(z, log_q)`: the samples `[S, B, D]` and their log q(z | x) `[S, B]`.
+        """
         z = self.sample(key, params, num_samples)
         return z, self.log_prob(params, z)
 
     def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
-        """log q(z | x): `[B, D] -> [B]`, or `[S, B, D] -> [S, B]`."""
+        """log q(z | x): `[B, D] -> [B]`, or `[S, B, D] -> [S, B]`.
+
+        Args:
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+          z: latents `[B, D]` or `[S, B, D]`.
+
+        Returns:
+          log q(z | x) summed over the latent axis, `[B]` or `[S, B]`.
+        """
         z = jnp.asarray(z)
         mean, log_std = params["mean"], self.log_stddev(params)
         if z.ndim == mean.ndim + 1:
@@ -170,12 +238,28 @@ class DiagonalGaussian:
         return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - log_std.sum(-1)
 
     def kl_standard_normal(self, params: Params) -> jax.Array:
-        """KL(q || N(0, I)) in closed form: 0.5 sum(mean^2 + var - 1 - log var), `[B]`."""
+        """KL(q || N(0, I)) in closed form: 0.5 sum(mean^2 + var - 1 - log var), `[B]`.
+
+        Args:
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+
+        Returns:
+          The KL summed over the latent axis, `[B]`.
+        """
         return self.kl_per_dim(params).sum(-1)
 
     def kl_per_dim(self, params: Params, prior: Any = None) -> jax.Array | None:
         """The closed-form KL per latent dimension, `[B, D]`, to a `StandardNormal` (default)
-        or a diagonal `Normal` prior; None for any other prior (no closed form here)."""
+        or a diagonal `Normal` prior; None for any other prior (no closed form here).
+
+        Args:
+          params: `{"mean": [B, D], <scale name>: [B, D]}`, the encoder's outputs.
+          prior: None or a `StandardNormal` (N(0, I)), a `Normal` (`mean`, `log_scale` `[D]`),
+            or any other prior.
+
+        Returns:
+          KL(q || prior) per example and dimension, `[B, D]`, or None for another prior.
+        """
         mean, log_std = params["mean"], self.log_stddev(params)
         if prior is None or isinstance(prior, StandardNormal):
             log_var = 2.0 * log_std
@@ -274,11 +358,26 @@ class InverseAutoregressiveFlow:
         return (*self.base.param_names, "context")
 
     def head_sizes(self, latent_dim: int) -> dict[str, int]:
-        """Each per-example head's width: the base's `latent_dim`, the context's own."""
+        """Each per-example head's width: the base's `latent_dim`, the context's own.
+
+        Args:
+          latent_dim: D, the size of z.
+
+        Returns:
+          A dict from head name to width: the base's two heads D each, "context" `context_dim`.
+        """
         return {**dict.fromkeys(self.base.param_names, latent_dim), "context": self.context_dim}
 
     def weights(self, latent_dim: int, name: str) -> IAFWeights:
-        """The module of the flow's own weights (the encoder calls it)."""
+        """The module of the flow's own weights (the encoder calls it).
+
+        Args:
+          latent_dim: D, the size of z.
+          name: the module's name inside the encoder.
+
+        Returns:
+          An `IAFWeights` module with `num_steps` steps of MADE weights.
+        """
         return IAFWeights(latent_dim, self.context_dim, self.hidden_size, self.num_steps, name=name)
 
     def _check(self, params: Params) -> None:
@@ -316,7 +415,17 @@ class InverseAutoregressiveFlow:
         return z0, log_det
 
     def sample(self, key: jax.Array, params: Params, num_samples: int | None = None) -> jax.Array:
-        """z_T: `[B, D]`, or `[S, B, D]` when `num_samples` is given."""
+        """z_T: `[B, D]`, or `[S, B, D]` when `num_samples` is given.
+
+        Args:
+          key: a JAX PRNG key.
+          params: the base's `{"mean", <scale>}` `[B, D]`, `"context"` `[B, context_dim]` and
+            `"flow"` (the `IAFWeights` per step).
+          num_samples: S, the samples per example; None for one draw with no sample axis.
+
+        Returns:
+          The flow's output z_T, `[B, D]`, or `[S, B, D]` when `num_samples` is given.
+        """
         self._check(params)
         z0 = self.base.sample(key, params, 1 if num_samples is None else num_samples)
         z = self._forward(params, z0)[0]
@@ -325,7 +434,17 @@ class InverseAutoregressiveFlow:
     def sample_and_log_prob(
         self, key: jax.Array, params: Params, num_samples: int
     ) -> tuple[jax.Array, jax.Array]:
-        """z_T `[S, B, D]` and log q(z_T | x) `[S, B]`, in one pass of the flow."""
+        """z_T `[S, B, D]` and log q(z_T | x) `[S, B]`, in one pass of the flow.
+
+        Args:
+          key: a JAX PRNG key.
+          params: the base's `{"mean", <scale>}` `[B, D]`, `"context"` `[B, context_dim]` and
+            `"flow"` (the `IAFWeights` per step).
+          num_samples: S, the samples per example.
+
+        Returns:
+          `(z, log_q)`: z_T `[S, B, D]` and log q(z_T | x) `[S, B]`.
+        """
         self._check(params)
         z0 = self.base.sample(key, params, num_samples)
         z, log_det = self._forward(params, z0)
@@ -333,7 +452,16 @@ class InverseAutoregressiveFlow:
 
     def log_prob(self, params: Params, z: ArrayLike) -> jax.Array:
         """log q(z | x) at given z: `[B, D] -> [B]` or `[S, B, D] -> [S, B]`, by inverting
-        each step (D fixed-point passes: pass k makes the k-th input in the order exact)."""
+        each step (D fixed-point passes: pass k makes the k-th input in the order exact).
+
+        Args:
+          params: the base's `{"mean", <scale>}` `[B, D]`, `"context"` `[B, context_dim]` and
+            `"flow"` (the `IAFWeights` per step).
+          z: latents `[B, D]` or `[S, B, D]`.
+
+        Returns:
+          log q(z | x), `[B]` or `[S, B]`.
+        """
         self._check(params)
         z = jnp.asarray(z)
         lone = z.ndim == params["mean"].ndim

@@ -34,11 +34,26 @@ class Prior(Protocol):
     """p(z): the two methods the objectives and figures call."""
 
     def log_prob(self, z: ArrayLike) -> jax.Array:
-        """log p(z) summed over the latent axis: `[..., D] -> [...]`."""
+        """log p(z) summed over the latent axis: `[..., D] -> [...]`.
+
+        Args:
+          z: latents `[..., D]`.
+
+        Returns:
+          log p(z) in nats, `[...]`.
+        """
         ...
 
     def sample(self, key: jax.Array, shape: Sequence[int]) -> jax.Array:
-        """Draws `[*shape, D]`."""
+        """Draws `[*shape, D]`.
+
+        Args:
+          key: a PRNG key.
+          shape: the leading shape of the draws, e.g. `(S, B)`.
+
+        Returns:
+          Samples of z, `[*shape, D]`.
+        """
         ...
 
 
@@ -48,7 +63,14 @@ def _lead(a: jax.Array, like: jax.Array) -> jax.Array:
 
 
 def standard_normal_log_prob(z: ArrayLike) -> jax.Array:
-    """log N(z; 0, I) summed over the last axis: `[..., D] -> [...]`."""
+    """log N(z; 0, I) summed over the last axis: `[..., D] -> [...]`.
+
+    Args:
+      z: latents `[..., D]`.
+
+    Returns:
+      The log-densities in nats, `[...]`.
+    """
     z = jnp.asarray(z)
     return -0.5 * (jnp.square(z) + _LOG_2PI).sum(-1)
 
@@ -59,9 +81,26 @@ class StandardNormal(struct.PyTreeNode):
     latent_dim: int | None = struct.field(pytree_node=False, default=None)
 
     def log_prob(self, z: ArrayLike) -> jax.Array:
+        """log N(z; 0, I) summed over the latent axis.
+
+        Args:
+          z: latents `[..., D]`.
+
+        Returns:
+          log p(z) in nats, `[...]`.
+        """
         return standard_normal_log_prob(z)
 
     def sample(self, key: jax.Array, shape: Sequence[int]) -> jax.Array:
+        """Draws from N(0, I); needs `latent_dim` (a ValueError otherwise).
+
+        Args:
+          key: a PRNG key.
+          shape: the leading shape of the draws, e.g. `(S, B)`.
+
+        Returns:
+          Samples `[*shape, latent_dim]`.
+        """
         if self.latent_dim is None:
             raise ValueError(
                 "StandardNormal() has no latent_dim to sample; use StandardNormal(latent_dim=D)."
@@ -69,7 +108,14 @@ class StandardNormal(struct.PyTreeNode):
         return jax.random.normal(key, (*shape, self.latent_dim))
 
     def quantile(self, u: ArrayLike) -> jax.Array:
-        """The inverse CDF per dimension (a grid in quantiles covers the prior evenly)."""
+        """The inverse CDF per dimension (a grid in quantiles covers the prior evenly).
+
+        Args:
+          u: probabilities in (0, 1), any shape, e.g. `[..., D]`.
+
+        Returns:
+          The standard normal quantiles, elementwise, `u`'s shape.
+        """
         return jax.scipy.stats.norm.ppf(jnp.asarray(u))
 
 
@@ -84,16 +130,40 @@ class Normal(struct.PyTreeNode):
         return self.mean.shape[-1]
 
     def log_prob(self, z: ArrayLike) -> jax.Array:
+        """log N(z; mean, diag(scale^2)) summed over the latent axis.
+
+        Args:
+          z: latents `[..., D]`.
+
+        Returns:
+          log p(z) in nats, `[...]`.
+        """
         z = jnp.asarray(z)
         eps = (z - _lead(self.mean, z)) * _lead(jnp.exp(-self.log_scale), z)
         return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - self.log_scale.sum(-1)
 
     def sample(self, key: jax.Array, shape: Sequence[int]) -> jax.Array:
+        """Draws mean + scale * eps.
+
+        Args:
+          key: a PRNG key.
+          shape: the leading shape of the draws, e.g. `(S, B)`.
+
+        Returns:
+          Samples `[*shape, D]`.
+        """
         eps = jax.random.normal(key, (*shape, self.latent_dim))
         return _lead(self.mean, eps) + _lead(jnp.exp(self.log_scale), eps) * eps
 
     def quantile(self, u: ArrayLike) -> jax.Array:
-        """The inverse CDF per dimension, for `u` `[..., D]` in (0, 1)."""
+        """The inverse CDF per dimension, for `u` `[..., D]` in (0, 1).
+
+        Args:
+          u: probabilities in (0, 1), `[..., D]`.
+
+        Returns:
+          mean + scale * the standard normal quantile of `u`, `[..., D]`.
+        """
         q = jax.scipy.stats.norm.ppf(jnp.asarray(u))
         return _lead(self.mean, q) + _lead(jnp.exp(self.log_scale), q) * q
 
@@ -120,7 +190,14 @@ class MixtureOfGaussians(struct.PyTreeNode):
         return self.means.shape[-1]
 
     def component_log_probs(self, z: ArrayLike) -> jax.Array:
-        """log N(z; means_k, scales_k) for every component: `[..., D] -> [..., K]`."""
+        """log N(z; means_k, scales_k) for every component: `[..., D] -> [..., K]`.
+
+        Args:
+          z: latents `[..., D]`.
+
+        Returns:
+          Each component's log-density (without its weight) in nats, `[..., K]`.
+        """
         precision = jnp.exp(-2.0 * self.log_scales)  # [K, D]
         centre = (self.means * precision).sum(0) / precision.sum(0)  # [D]
         z = jnp.asarray(z)
@@ -132,11 +209,28 @@ class MixtureOfGaussians(struct.PyTreeNode):
         return -0.5 * jnp.maximum(cross + _lead(const, cross), 0.0) - _lead(log_norm, cross)
 
     def log_prob(self, z: ArrayLike) -> jax.Array:
+        """log sum_k softmax(logits)_k N(z; means_k, scales_k).
+
+        Args:
+          z: latents `[..., D]`.
+
+        Returns:
+          log p(z) in nats, `[...]`.
+        """
         components = self.component_log_probs(z)
         log_weights = _lead(jax.nn.log_softmax(self.logits), components)
         return jax.nn.logsumexp(log_weights + components, axis=-1)
 
     def sample(self, key: jax.Array, shape: Sequence[int]) -> jax.Array:
+        """Draws a component per sample by its weight, then z from that component.
+
+        Args:
+          key: a PRNG key.
+          shape: the leading shape of the draws, e.g. `(S, B)`.
+
+        Returns:
+          Samples `[*shape, D]`.
+        """
         k_component, k_eps = jax.random.split(key)
         k = jax.random.categorical(k_component, self.logits, shape=tuple(shape))
         eps = jax.random.normal(k_eps, (*shape, self.latent_dim))

@@ -51,7 +51,16 @@ class Inference(Protocol):
         self, key: jax.Array, num_samples: int, gradient_estimator: str = "reparameterized"
     ) -> Terms:
         """Draws `num_samples` reparameterized samples per example and returns their terms;
-        "stl" holds q's parameters fixed in log q (the gradient flows through z only)."""
+        "stl" holds q's parameters fixed in log q (the gradient flows through z only).
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+          gradient_estimator: "reparameterized", "stl" or "dreg".
+
+        Returns:
+          The batch's `Terms`, `[S, B]` log-densities per layer.
+        """
         ...
 
 
@@ -59,7 +68,16 @@ class Model(Protocol):
     """What the objectives take as `model=`: `infer(x) -> Inference`. An optional
     `likelihood` attribute lets eager calls check the data's values."""
 
-    def infer(self, x: jax.Array) -> Inference: ...
+    def infer(self, x: jax.Array) -> Inference:
+        """Conditions the model on a batch.
+
+        Args:
+          x: a batch of data `[B, *event]`.
+
+        Returns:
+          The batch's `Inference`.
+        """
+        ...
 
 
 def log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood: Likelihood):
@@ -67,6 +85,15 @@ def log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood
 
     The decoder runs once, on all `S * B` samples as one batch: plain 2-D matmuls, which XLA
     runs faster than the same work mapped over samples.
+
+    Args:
+      x: the batch `[B, *event]`.
+      z_SxBxD: the latent samples `[S, B, D]`.
+      decode: maps z `[S * B, D]` to the likelihood's params, a dict of `[S * B, ...]` arrays.
+      likelihood: p(x | z), whose `log_prob(params, x)` gives `[B]`.
+
+    Returns:
+      log p(x | z_s) per sample and example, `[S, B]`.
     """
     num_samples, batch = z_SxBxD.shape[:2]
     params = decode(z_SxBxD.reshape(num_samples * batch, *z_SxBxD.shape[2:]))
@@ -82,6 +109,15 @@ def log_likelihoods(x: jax.Array, z_SxBxD: jax.Array, decode: Decode, likelihood
 
 
 def check_prior_dim(prior: Prior, z: jax.Array) -> None:
+    """Checks that a prior with a `latent_dim` matches the samples' latent size.
+
+    Args:
+      prior: the prior p(z); one with no `latent_dim` attribute (or None) passes.
+      z: the posterior's samples `[..., D]`.
+
+    Raises:
+      ValueError: the prior's `latent_dim` is not D.
+    """
     prior_dim = getattr(prior, "latent_dim", None)
     if prior_dim is not None and prior_dim != z.shape[-1]:
         raise ValueError(
@@ -92,7 +128,18 @@ def check_prior_dim(prior: Prior, z: jax.Array) -> None:
 
 def sample_and_log_prob(key, q, posterior, num_samples, gradient_estimator):
     """z `[S, B, D]` and log q(z | x) `[S, B]`; "stl"/"dreg" stop the gradient through q's
-    parameters in log q (Roeder et al. 2017), keeping only the path through z."""
+    parameters in log q (Roeder et al. 2017), keeping only the path through z.
+
+    Args:
+      key: a PRNG key for the samples.
+      q: the posterior's params, the encoder's outputs (a dict of `[B, ...]` arrays).
+      posterior: the `Posterior`.
+      num_samples: S, the samples per example.
+      gradient_estimator: "reparameterized", or "stl" or "dreg".
+
+    Returns:
+      `(z, log_q)`: the samples `[S, B, D]` and their log q(z | x) `[S, B]`.
+    """
     if gradient_estimator == "reparameterized":
         return posterior.sample_and_log_prob(key, q, num_samples)
     z = posterior.sample(key, q, num_samples)
@@ -112,6 +159,14 @@ class OneLayer:
     prior: Prior
 
     def describe(self, layer: int) -> str:
+        """Names the posterior and prior of a stochastic layer, for error messages.
+
+        Args:
+          layer: the layer's index (0; there is one layer).
+
+        Returns:
+          A phrase naming the posterior's and the prior's types.
+        """
         del layer
         return (
             f"the posterior {type(self.posterior).__name__} and the prior "
@@ -119,13 +174,42 @@ class OneLayer:
         )
 
     def sample_terms(self, key, num_samples, gradient_estimator="reparameterized") -> Terms:
+        """Draws `num_samples` samples of z per example and returns their terms.
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+          gradient_estimator: "reparameterized", or "stl"/"dreg" (q's parameters held fixed
+            in log q).
+
+        Returns:
+          The `Terms`: log p(x | z), log p(z) and log q(z | x), `[S, B]` each, and the
+          closed-form KL per dimension `[B, D]` (or None).
+        """
         z, log_q = sample_and_log_prob(key, self.q, self.posterior, num_samples, gradient_estimator)
         return self._terms(z, log_q)
 
     def sample(self, key: jax.Array, num_samples: int) -> tuple[jax.Array]:
+        """Draws reparameterized samples of z.
+
+        Args:
+          key: a PRNG key for the samples.
+          num_samples: S, the samples per example.
+
+        Returns:
+          A one-element tuple, z `[S, B, D]`.
+        """
         return (self.posterior.sample(key, self.q, num_samples),)
 
     def terms_at(self, zs: tuple[jax.Array]) -> Terms:
+        """The terms at given samples, with q's parameters (not z) held fixed in log q.
+
+        Args:
+          zs: a one-element tuple, z `[S, B, D]` (as `sample` returns).
+
+        Returns:
+          The `Terms` at `zs`, `[S, B]` log-densities.
+        """
         (z,) = zs
         return self._terms(z, self.posterior.log_prob(jax.lax.stop_gradient(self.q), z))
 
@@ -150,6 +234,14 @@ class Functions:
     prior: Prior = StandardNormal()
 
     def infer(self, x: jax.Array) -> OneLayer:
+        """Encodes the batch once.
+
+        Args:
+          x: a batch of data `[B, *event]`.
+
+        Returns:
+          The `OneLayer` inference of `x`.
+        """
         return OneLayer(x, self.encode(x), self.decode, self.likelihood, self.posterior, self.prior)
 
 
@@ -158,7 +250,20 @@ ONE_LAYER_ARGS = tuple(f.name for f in dataclasses.fields(Functions))
 
 def as_model(model: Model | None, one_layer: Mapping[str, Any]) -> Model:
     """`model`, or the `Functions` model of the keywords `encode=`, `decode=`, `likelihood=`
-    (and optionally `posterior=`, `prior=`): one of the two, checked."""
+    (and optionally `posterior=`, `prior=`): one of the two, checked.
+
+    Args:
+      model: a `Model`, or None.
+      one_layer: the keywords of `Functions`; those that are None count as not given.
+
+    Returns:
+      `model` itself, or a `Functions` of the keywords.
+
+    Raises:
+      TypeError: a keyword is not a field of `Functions`.
+      ValueError: both or neither of `model` and the keywords are given, or some of
+        `encode`, `decode`, `likelihood` are missing.
+    """
     unknown = sorted(set(one_layer) - set(ONE_LAYER_ARGS))
     if unknown:
         raise TypeError(f"Unexpected keyword arguments {unknown}; a model's are {ONE_LAYER_ARGS}.")

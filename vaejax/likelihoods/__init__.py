@@ -72,7 +72,18 @@ _REGISTRY: dict[str, type] = {
 
 
 def get(name: str, **kwargs) -> Likelihood:
-    """Builds a likelihood by name, e.g. `get("gaussian", scale=0.1)`."""
+    """Builds a likelihood by name, e.g. `get("gaussian", scale=0.1)`.
+
+    Args:
+      name: a registered name, one of `names()`.
+      **kwargs: the likelihood's dataclass fields.
+
+    Returns:
+      The likelihood.
+
+    Raises:
+      ValueError: the name is unknown, or a keyword is not one of its fields.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"Unknown likelihood {name!r}; valid names: {sorted(_REGISTRY)}.")
     cls = _REGISTRY[name]
@@ -87,4 +98,5 @@ def get(name: str, **kwargs) -> Likelihood:
 
 
 def names() -> tuple[str, ...]:
+    """Returns the names `get` takes, e.g. "bernoulli", "gaussian"."""
     return tuple(_REGISTRY)
