@@ -14,7 +14,8 @@ from typing import Any
 
 
 def now() -> float:
-    """The training clock, in seconds (a function of its own, so that tests can drive it)."""
+    """Returns the training clock, in seconds (a function of its own, so that tests can drive
+    it)."""
     return time.monotonic()
 
 
@@ -37,5 +38,13 @@ class Budget:
         return cls(seconds, fit)
 
     def schedule_step(self, elapsed: float, total_steps: int) -> float:
-        """The schedule's step that `elapsed` seconds of training correspond to."""
+        """The schedule's step that `elapsed` seconds of training correspond to.
+
+        Args:
+          elapsed: seconds of training so far, counted across resumes.
+          total_steps: the steps the schedule spans.
+
+        Returns:
+          `elapsed / seconds * total_steps`, a float (past `total_steps` once over budget).
+        """
         return elapsed / self.seconds * total_steps

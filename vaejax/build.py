@@ -24,7 +24,17 @@ FORMAT_VERSION = 1
 def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
     """The VAE of `cfg.preset`, built from its own fields (`cfg.net`), with the config's
     posterior and prior (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components`
-    components or pseudo-inputs); a hierarchy's prior is on its top layer."""
+    components or pseudo-inputs); a hierarchy's prior is on its top layer.
+
+    Args:
+      cfg: the model section of a read config (`config.Model`).
+      data_shape: one example's shape, e.g. `(28, 28, 1)`.
+      likelihood: p(x | z) (`build_likelihood`).
+
+    Returns:
+      An unbound Flax model: a `networks.VAE`, or a `vaejax.hierarchical` model for the
+      presets of several stochastic layers.
+    """
     hierarchy = isinstance(cfg.net, config_lib.Layers)
     if hierarchy:
         posterior = hierarchical.GAUSSIAN
@@ -43,7 +53,14 @@ def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
 
 
 def build_likelihood(cfg: config_lib.Model) -> Any:
-    """`cfg.likelihood` (a name of `likelihoods.names()`) with `cfg.likelihood_kwargs`."""
+    """`cfg.likelihood` (a name of `likelihoods.names()`) with `cfg.likelihood_kwargs`.
+
+    Args:
+      cfg: the model section of a read config (`config.Model`).
+
+    Returns:
+      The likelihood object (`likelihoods.get`).
+    """
     return likelihoods.get(cfg.likelihood, **cfg.likelihood_kwargs)
 
 
@@ -54,7 +71,18 @@ def build_schedule(
     steps_per_epoch: int,
     learning_rate: Any = None,
 ) -> optax.Schedule:
-    """`cfg`'s schedule; `learning_rate` (e.g. a traced per-member rate) replaces its peak."""
+    """`cfg`'s learning-rate schedule (`train.learning_rate_schedule`).
+
+    Args:
+      cfg: the optimizer section of a read config (`config.Optim`).
+      total_steps: the steps the decay spans.
+      steps_per_epoch: for "burda"'s stages.
+      learning_rate: replaces `cfg.learning_rate` as the peak (e.g. a traced per-member
+        rate); None: `cfg`'s.
+
+    Returns:
+      An optax schedule: step -> rate.
+    """
     return train.learning_rate_schedule(
         cfg.schedule,
         learning_rate=cfg.learning_rate if learning_rate is None else learning_rate,
@@ -74,8 +102,17 @@ def build_optimizer(
 ) -> optax.GradientTransformation:
     """Adam on the configured schedule, optionally after gradient clipping.
 
-    `rate_from_host`: the state holds the learning rate, set by the training loop
-    (`set_learning_rate`), instead of a schedule of the step count.
+    Args:
+      cfg: the optimizer section of a read config (`config.Optim`): schedule, Adam's
+        `b1`, `b2`, `eps`, and `grad_clip_norm` (0: no clipping).
+      total_steps: the steps the schedule's decay spans.
+      steps_per_epoch: for "burda"'s stages.
+      rate_from_host: the state holds the learning rate, set by the training loop
+        (`train.set_learning_rate`), instead of a schedule of the step count.
+      learning_rate: replaces `cfg.learning_rate` as the peak; None: `cfg`'s.
+
+    Returns:
+      An optax `GradientTransformation`.
     """
     schedule = build_schedule(
         cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch, learning_rate=learning_rate
@@ -100,6 +137,16 @@ def describe(
 ) -> dict[str, Any]:
     """What a trained model was built from, as JSON (a checkpoint's metadata, for `vaejax.load`):
     the config, the shape and dtype of its data after `preprocessing`, and a custom model's repr.
+
+    Args:
+      config: the run's read config (its `given` dict is recorded).
+      train_x: the preprocessed train split `[N, *data_shape]`; only its shape and dtype matter.
+      preprocessing: the `Preprocessing` that made the data (a dataclass).
+      custom_model: a model given instead of the config's, or None.
+
+    Returns:
+      A JSON-compatible dict: `"config"`, `"data_shape"`, `"data_dtype"`, `"preprocessing"`
+      and `"custom_model"` (a repr, or None); values JSON cannot hold become strings.
     """
     description = {
         "config": config.given,
@@ -125,7 +172,15 @@ RESUMABLE = (
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`: a nested config dict, flattened to dotted names."""
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`: a nested config dict, flattened to dotted names.
+
+    Args:
+      tree: a nested dict.
+      prefix: put before every name.
+
+    Returns:
+      A flat dict of dotted name -> leaf value.
+    """
     out = {}
     for k, v in tree.items():
         out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})

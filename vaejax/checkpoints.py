@@ -49,6 +49,12 @@ def checksum(tree: Any) -> list[str]:
     (the train state) compare equal; values are hashed widened (float64, complex128, int64),
     so a restore into a wider dtype (a step saved as int32, restored into a Python int's
     int64) is the same checkpoint, while any changed value is not.
+
+    Args:
+      tree: a pytree of arrays (of a replicated global array, this process's copy is hashed).
+
+    Returns:
+      One SHA-256 hex digest per leaf, sorted.
     """
     digests = []
     for leaf in jax.tree.leaves(tree):
@@ -171,6 +177,7 @@ class Checkpointer:
 
     @property
     def directory(self) -> str:
+        """Returns `<workdir>/checkpoints`, where the steps are saved."""
         return os.fspath(self._manager.directory)
 
     @property
@@ -179,13 +186,22 @@ class Checkpointer:
         return self._current
 
     def latest_step(self) -> int | None:
+        """Returns the newest saved step (not verified), or None if there is none."""
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
+        """Returns every saved step, ascending (not verified)."""
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, *, metadata: dict[str, Any] | None = None) -> None:
         """Saves `state` at `step`, with `metadata` (JSON) written in the same atomic step.
+
+        A step already saved is replaced; then the steps past what is kept are deleted.
+
+        Args:
+          step: the step number to save under.
+          state: the pytree to save (the train state); its checksum is recorded.
+          metadata: JSON-compatible values to save with it (`metadata` reads them back).
 
         Raises:
           DiskFullError: the disk filled up; said first and once, with what to free.
@@ -240,8 +256,14 @@ class Checkpointer:
             self._manager.wait_until_finished()
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
-        """The metadata saved with `step` (default: the step last restored or saved, else the
-        latest); {} if none was."""
+        """The metadata saved with a step.
+
+        Args:
+          step: the step; None (the default): the step last restored or saved, else the latest.
+
+        Returns:
+          The dict given to `save` (without the checksum); {} if none was.
+        """
         step = step if step is not None else self._current
         step = self.latest_step() if step is None else step
         if self._verified_metadata[0] == step:  # a reader beside a run: the run may prune it
@@ -252,8 +274,18 @@ class Checkpointer:
         return meta
 
     def verify(self, step: int, restored: Any) -> None:
-        """Raises `CheckpointError` unless `restored` is what `step` saved (checksum), or, for
-        steps saved without one, unless every float in it is finite."""
+        """Checks `restored` against what `step` saved: its checksum, or, for steps saved
+        without one, that every float in it is finite.
+
+        Args:
+          step: the step `restored` was read from.
+          restored: the pytree restored from it.
+
+        Raises:
+          CheckpointError: `restored` does not match the checksum, or holds non-finite values
+            (a step saved without a checksum); for a read-only checkpointer, also a step with
+            no metadata (being deleted).
+        """
         meta = self._manager.metadata(step).custom_metadata or {}
         if not meta and self._read_only:  # every step of a run has some: this one is going
             raise CheckpointError(f"checkpoint step {step} has no metadata (being deleted?)")
@@ -305,8 +337,19 @@ class Checkpointer:
         finished run, for analysis).
 
         With no `step`, the newest step that restores and passes verification: a bad newer
-        step is named in a warning (and moved aside if its files are damaged). A given `step`
-        that fails raises `CheckpointError`.
+        step is named in a warning (and moved aside if its files are damaged).
+
+        Args:
+          target: a pytree whose structure, shapes, dtypes and shardings the restore takes
+            (e.g. a fresh train state); None: as saved.
+          step: the step to restore; None: the newest good one.
+
+        Returns:
+          The restored pytree: `target`'s type, or nested dicts of arrays.
+
+        Raises:
+          CheckpointError: the given `step` fails to restore or verify, or, with no `step`,
+            no step does.
         """
         if step is not None:
             try:
@@ -345,7 +388,7 @@ class Checkpointer:
         return not os.path.isdir(os.path.join(self.directory, str(step)))
 
     def latest_good_step(self) -> int | None:
-        """The newest step that passes verification (read back and checked), or None."""
+        """Returns the newest step that passes verification (read back and checked), or None."""
         for s in reversed(self.all_steps()):
             try:
                 self._restore_step(s, None)
@@ -355,7 +398,7 @@ class Checkpointer:
         return None
 
     def kept(self) -> str:
-        """What a stopped run leaves to resume from, in a sentence."""
+        """Returns what a stopped run leaves to resume from, in a sentence."""
         good = self.latest_good_step()
         if good is None:
             return f"No checkpoint was saved yet in {self.directory}."
@@ -392,6 +435,7 @@ class Checkpointer:
         )
 
     def close(self) -> None:
+        """Closes the Orbax manager; the checkpointer is not to be used afterwards."""
         self._manager.close()
 
     def __enter__(self) -> Checkpointer:

@@ -66,8 +66,16 @@ def check_likelihood_fits(likelihood: Any, preprocessing: str, *, binary: bool =
     """Refuses a library likelihood paired with a preprocessing whose data it does not model;
     warns for pairs that train but are rarely meant (e.g. a Gaussian on binary data).
 
-    `binary`: the dataset is stored binary (binarized_mnist), so any scaling keeps it binary.
     A likelihood of the user's own class, or `preprocessing` "none", is not checked.
+
+    Args:
+      likelihood: the likelihood object (its class is what is checked).
+      preprocessing: a preprocessing name of `data.PREPROCESSINGS`, or "none".
+      binary: the dataset is stored binary (binarized_mnist), so any scaling keeps it binary.
+
+    Raises:
+      ConfigError: a pair that cannot model the data (a `UserWarning` for one that is
+        rarely meant).
     """
     kind = type(likelihood)
     if kind not in FITS or preprocessing == data_lib.NO_PREPROCESSING:
@@ -100,9 +108,20 @@ def check_splits(
 ) -> None:
     """Every split the run uses, checked on the host once, before any compilation.
 
-    `splits`: name -> array (train, valid, test). Each must hold what `preprocessing` makes
-    (`Preprocessing.check_split`); each but a train split that the train step binarizes or
-    dequantizes per batch must also be data of `likelihood`.
+    Each split must hold what `preprocessing` makes (`Preprocessing.check_split`); each but a
+    train split that the train step binarizes or dequantizes per batch must also be data of
+    `likelihood`. Empty splits other than train are skipped.
+
+    Args:
+      splits: name -> preprocessed array `[N, *data_shape]` ("train", and e.g. "valid",
+        "test").
+      likelihood: the likelihood, whose `check_data` each split must pass.
+      preprocessing: the `Preprocessing` that made the splits.
+      batch_size: the train batch size, at most the train split's size.
+
+    Raises:
+      ConfigError: the train split is empty or smaller than `batch_size`.
+      ValueError: a split that is not what `preprocessing` makes or `likelihood` models.
     """
     train_x = splits["train"]
     if len(train_x) == 0:
@@ -125,7 +144,15 @@ def check_splits(
 
 
 def fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    """Every leaf field of `config`, dotted."""
+    """Every leaf field of `config`, dotted.
+
+    Args:
+      config: a (nested) ConfigDict.
+      prefix: put before every name.
+
+    Returns:
+      The dotted names, e.g. `"train.batch_size"`; an empty section counts as a leaf.
+    """
     out = []
     for k, v in config.items():
         if isinstance(v, ml_collections.ConfigDict) and len(v):
@@ -136,7 +163,16 @@ def fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 
 def check_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
-    """Refuses an unknown dotted field among `overrides`, suggesting the nearest known one."""
+    """Refuses an unknown dotted field among `overrides`, suggesting the nearest known one.
+
+    Args:
+      config: the entry point's default config.
+      overrides: the dotted names set on the command line (e.g. `"train.batch_size"`); a
+        section's name (e.g. `"train"`) counts as known.
+
+    Raises:
+      ConfigError: a name that is neither a field nor a section of `config`.
+    """
     known = fields(config)
     prefixes = {f.rsplit(".", i)[0] for f in known for i in range(f.count(".") + 1)}
     for field in overrides:
@@ -157,8 +193,22 @@ def check_run(
 ) -> tuple[config_lib.Config, list[config_lib.Config], Any]:
     """What `train_and_evaluate` checks before reading any data: the config (and each
     population member's), and the pair of the likelihood (the model's, else the config's) and
-    the preprocessing (the data's, else the config's). Returns the run's and each member's
-    config, read, and the likelihood."""
+    the preprocessing (the data's, else the config's).
+
+    Args:
+      config: the run's ConfigDict.
+      model: a model given instead of the config's, or None.
+      data: data given instead of the config's dataset, or None.
+      members: a population's per-member overrides (`vaejax.population`), or None.
+
+    Returns:
+      `(run_cfg, member_cfgs, likelihood)`: the run's read `Config`, each member's (the run's
+      alone without `members`) and the likelihood.
+
+    Raises:
+      ConfigError: a config field that is not valid, an empty `members`, or a likelihood
+        that does not model the preprocessing's data.
+    """
     custom = dict(custom_model=model is not None, custom_data=data is not None)
     run_cfg = config_lib.read(config, **custom)
     if members is not None and not members:

@@ -58,7 +58,15 @@ class OneLayer:
         fields.check(self, "config.model")
 
     def make(self, preset: str, **common) -> Any:
-        """The preset's network; `common`: data_shape, likelihood, input_scale, posterior."""
+        """The preset's network, with this section's fields.
+
+        Args:
+          preset: a one-layer preset name of `networks.PRESETS`.
+          **common: `data_shape`, `likelihood`, `input_scale` and `posterior`.
+
+        Returns:
+          The unbound `networks.VAE`.
+        """
         return networks.PRESETS[preset](**common, **dataclasses.asdict(self))
 
 
@@ -99,7 +107,16 @@ class Layers:
         fields.check(self, "config.model")
 
     def make(self, preset: str, *, posterior: Any = None, **common) -> Any:
-        """The hierarchy; each of its layers is Gaussian, so `posterior` is not used."""
+        """The hierarchy (`hierarchical.build`), with this section's fields.
+
+        Args:
+          preset: "stacked", "ladder" or "burda2015_2layer".
+          posterior: not used: each layer is a diagonal Gaussian.
+          **common: `data_shape`, `likelihood` and `input_scale`.
+
+        Returns:
+          The unbound `vaejax.hierarchical` model.
+        """
         return hierarchical.build(
             preset,
             activation=self.activation,
@@ -299,7 +316,19 @@ def set_preset(
     model: ml_collections.ConfigDict, preset: str, **values: Any
 ) -> ml_collections.ConfigDict:
     """Makes `model` (a config's model section) describe `preset`, in place: the fields of its
-    former preset go, this one's come at their defaults, then `values`. Returns `model`."""
+    former preset go, this one's come at their defaults, then `values`.
+
+    Args:
+      model: a config's model section (`config.model`), changed in place.
+      preset: a name of `PRESETS`.
+      **values: fields of `preset` to set, overriding their defaults.
+
+    Returns:
+      `model` itself.
+
+    Raises:
+      ConfigError: an unknown `preset`, or a name in `values` that is not one of its fields.
+    """
     if preset not in PRESETS:
         _section(Model, {"preset": preset}, "model")
     for kind in set(PRESETS.values()):
@@ -315,14 +344,29 @@ def set_preset(
 
 
 def unused_fields(preset: str) -> set[str]:
-    """The model fields of other presets than `preset`, not of its own."""
+    """The model fields of other presets than `preset`, not of its own.
+
+    Args:
+      preset: a preset name.
+
+    Returns:
+      The set of field names; empty for an unknown `preset`.
+    """
     others = {n for kind in PRESETS.values() for n in _own_fields(kind)}
     return others - set(_own_fields(PRESETS[preset])) if preset in PRESETS else set()
 
 
 def own_fields(given: Mapping[str, Any]) -> dict[str, Any]:
     """`given` (a config as a dict) without the model fields of other presets: records written
-    before each preset had its own fields held every preset's, unused."""
+    before each preset had its own fields held every preset's, unused.
+
+    Args:
+      given: a config as a nested dict (its `"model"` section's `"preset"` defaults to
+        "burda2015").
+
+    Returns:
+      A new dict, `given` with its `"model"` section filtered (`given` is not changed).
+    """
     model = dict(given.get("model") or {})
     unused = unused_fields(model.get("preset", "burda2015"))
     return {**given, "model": {k: v for k, v in model.items() if k not in unused}}

@@ -77,7 +77,14 @@ class Data:
 
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
-    """The explicit `data_dir`, else `$TFDS_DATA_DIR`, else None (the tfds default)."""
+    """The explicit `data_dir`, else `$TFDS_DATA_DIR`, else None (the tfds default).
+
+    Args:
+      data_dir: a TFDS data_dir, or None (or empty) to read the environment.
+
+    Returns:
+      The directory with `~` expanded, or None.
+    """
     # Read the environment now, not when tfds was imported, so a later `export` still counts.
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
     return os.path.expanduser(data_dir) if data_dir else None
@@ -90,7 +97,15 @@ def _builder(name: str, data_dir: str | None, **kwargs: Any) -> tfds.core.Datase
 
 
 def not_prepared_message(name: str, data_dir: str | None) -> str:
-    """Says where `name` was looked for and the ways to make it readable."""
+    """Says where `name` was looked for and the ways to make it readable.
+
+    Args:
+      name: a TFDS dataset name from `DATASETS`.
+      data_dir: the data_dir looked in (None: `resolve_data_dir`'s default).
+
+    Returns:
+      The message, for a `DatasetNotFoundError`.
+    """
     builder = _builder(name, data_dir)
     where = f"{name} is not prepared under {builder.data_dir}."
     if builder.is_prepared():
@@ -107,7 +122,18 @@ def not_prepared_message(name: str, data_dir: str | None) -> str:
 
 
 def is_prepared(name: str, data_dir: str | None) -> bool:
-    """Whether `name` is prepared under `data_dir` in a format `tfds.data_source` can read."""
+    """Whether `name` is prepared under `data_dir` in a format `tfds.data_source` can read.
+
+    Args:
+      name: a TFDS dataset name from `DATASETS`.
+      data_dir: a TFDS data_dir (None: `resolve_data_dir`'s default).
+
+    Returns:
+      True if prepared in a random-access format (array_record).
+
+    Raises:
+      ValueError: `name` is not in `DATASETS`.
+    """
     builder = _builder(name, data_dir)
     random_access = tfds.core.FileFormat.with_random_access()
     return builder.is_prepared() and bool(builder.info.available_file_formats() & random_access)
@@ -116,8 +142,15 @@ def is_prepared(name: str, data_dir: str | None) -> bool:
 def prepare(name: str, data_dir: str | None, *, manual_dir: str | None = None) -> None:
     """Downloads `name` and converts it to array_record under `data_dir` (needs TF).
 
-    `manual_dir`: a directory holding the dataset's original files (for MNIST the four IDX
-    `.gz` files), read instead of downloading them: preparation then needs no network.
+    Args:
+      name: a TFDS dataset name from `DATASETS`.
+      data_dir: the TFDS data_dir to write to (None: `resolve_data_dir`'s default).
+      manual_dir: a directory holding the dataset's original files (for MNIST the four IDX
+        `.gz` files), read instead of downloading them: preparation then needs no network.
+
+    Raises:
+      ImportError: TensorFlow (or importlib_resources) is not installed.
+      FileNotFoundError: `manual_dir` is not a directory.
     """
     missing = [m for m in ("tensorflow", "importlib_resources") if not importlib.util.find_spec(m)]
     if missing:
@@ -255,8 +288,18 @@ def _cache_file(name: str, split: str, data_dir: str | None) -> pathlib.Path | N
 def synthetic_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """A small MNIST-shaped dataset made on the fly: one blurred random stroke per image.
 
-    uint8 `[N, 28, 28, 1]` with labels 0..9 (the stroke's direction bucket); deterministic per
-    split. Not a benchmark of quality: it exercises the whole pipeline with no data on disk.
+    Deterministic per split. Not a benchmark of quality: it exercises the whole pipeline with
+    no data on disk.
+
+    Args:
+      split: "train" (240 images) or "test" (80).
+
+    Returns:
+      `(images, labels)`: uint8 `[N, 28, 28, 1]` and int32 `[N]` labels 0..9 (the stroke's
+      direction bucket).
+
+    Raises:
+      ValueError: another `split`.
     """
     if split not in _SYNTHETIC_SIZES:
         raise ValueError(f"synthetic has splits {list(_SYNTHETIC_SIZES)}; got {split!r}.")

@@ -37,7 +37,11 @@ class DistributedError(RuntimeError):
 
 
 def timeout_s() -> float:
-    """`$VAEJAX_DISTRIBUTED_TIMEOUT_S` (seconds), else `DEFAULT_TIMEOUT_S`."""
+    """Returns `$VAEJAX_DISTRIBUTED_TIMEOUT_S` (seconds), else `DEFAULT_TIMEOUT_S`.
+
+    Raises:
+      DistributedError: the variable is not a number of seconds in (0, 1e6).
+    """
     value = os.environ.get(TIMEOUT_ENV, "")
     try:
         seconds = float(value) if value else DEFAULT_TIMEOUT_S
@@ -216,7 +220,11 @@ def initialize() -> None:
 def guard() -> Iterator[None]:
     """In a multi-process run, an error ends this process at once with one line, naming the
     process that stopped when a collective failed for that; not at JAX's shutdown barrier,
-    which would wait for the others and then abort. Outside one: nothing."""
+    which would wait for the others and then abort. Outside one: nothing.
+
+    Yields:
+      None, once: the run's work goes in the `with` block.
+    """
     try:
         yield
     except Exception as e:
@@ -236,13 +244,21 @@ def _first_line(e: BaseException) -> str:
 
 
 def is_primary() -> bool:
-    """Whether this process writes the run's files: process 0 (every process computes the same
-    values; one writes them)."""
+    """Returns whether this process writes the run's files: process 0 (every process computes
+    the same values; one writes them)."""
     return jax.process_index() == 0
 
 
 def to_global(x: Any, sharding: NamedSharding) -> Any:
-    """Host arrays -> global jax Arrays; works on one host and across hosts alike."""
+    """Host arrays -> global jax Arrays; works on one host and across hosts alike.
+
+    Args:
+      x: a pytree of host arrays, the same full (global) arrays on every process.
+      sharding: how each array is laid out over the devices.
+
+    Returns:
+      `x`'s structure with each leaf a `jax.Array` of its shape, sharded by `sharding`.
+    """
     return jax.tree.map(
         lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
         x,

@@ -65,7 +65,21 @@ def elbo_terms(
 ) -> dict[str, np.ndarray]:
     """Per-example ELBO, its two terms, posterior means and (where the prior has a closed-form
     KL) the per-dimension KL over a dataset; with several stochastic layers, each layer's KL,
-    means and per-dimension KL with the suffix `_z1`, `_z2`, ..."""
+    means and per-dimension KL with the suffix `_z1`, `_z2`, ...
+
+    Args:
+      model: the VAE (or hierarchical model).
+      params: its parameters.
+      x: the split `[N, *data_shape]`, preprocessed.
+      key: a PRNG key; batch i draws from `fold_in(key, i)`.
+      batch_size: images per batch (the last batch is padded, the padding dropped).
+
+    Returns:
+      A dict of NumPy arrays: `"elbo"`, `"log_likelihood"`, `"kl"` `[N]` (nats),
+      `"posterior_mean"` `[N, D]` and, where in closed form, `"kl_per_dim"` `[N, D]`; with
+      several layers, `"kl_z<l>"` `[N]`, `"posterior_mean_z<l>"` and `"kl_per_dim_z<l>"`
+      `[N, D_l]` in their place (l = 1, 2, ...).
+    """
     return _batched(functools.partial(_elbo_batch, params, model=model), x, key, batch_size)
 
 
@@ -103,6 +117,17 @@ def log_px(
 
     The importance-sampled log p(x) with the encoder run once and the decoder on `chunk_size`
     samples of every example at a time; with `chunk_size = num_samples`, the IWAE-k bound.
+
+    Args:
+      model: the VAE (or hierarchical model).
+      params: its parameters.
+      key: a PRNG key for the importance samples.
+      x: a batch `[B, *data_shape]`, preprocessed.
+      num_samples: k, importance samples per example.
+      chunk_size: samples decoded at a time.
+
+    Returns:
+      `[B]` log p(x) estimates, nats.
     """
     return estimate_log_likelihood(
         key,
@@ -119,7 +144,15 @@ def _log_px_batch(params, key, x, *, model, num_samples, chunk_size):
 
 
 def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of latent dimensions d with Var_x E_q[z_d | x] > threshold (Burda et al. 2015)."""
+    """Number of latent dimensions d with Var_x E_q[z_d | x] > threshold (Burda et al. 2015).
+
+    Args:
+      posterior_means: E_q[z | x] over a dataset, `[N, D]`.
+      threshold: the variance over the `N` examples above which a dimension is active.
+
+    Returns:
+      The count of active dimensions, in 0..D.
+    """
     return int((np.var(posterior_means.astype(np.float64), axis=0) > threshold).sum())
 
 
@@ -128,8 +161,16 @@ def bits_per_dim(
 ) -> float | None:
     """Bits per 8-bit dimension for an NLL in nats of data made by `preprocessing`.
 
-    None where the data have no 8-bit meaning (binary data); see
-    `Preprocessing.log_bin_width` for when this is exact, a bound or an approximation.
+    See `Preprocessing.log_bin_width` for when this is exact, a bound or an approximation.
+
+    Args:
+      nll_nats: a negative log-likelihood of one example, nats (e.g. a mean over a split).
+      num_dims: the dimensions of one example, `prod(data_shape)`.
+      preprocessing: how the data were made from the stored levels.
+
+    Returns:
+      `(nll_nats + num_dims * log_bin_width) / (num_dims * log 2)`, or None where the data
+      have no 8-bit meaning (binary data, or preprocessing "none").
     """
     log_width = preprocessing.log_bin_width
     if log_width is None:

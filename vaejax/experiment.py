@@ -73,7 +73,19 @@ def setup(
     data: data_lib.Data | None = None,
     members: Sequence[Mapping[str, Any]] | None = None,
 ) -> Run:
-    """Data, model, train state (restored when the workdir holds a checkpoint) and the chunk."""
+    """Data, model, train state (restored when the workdir holds a checkpoint) and the chunk.
+
+    Args:
+      config: the experiment's config.
+      workdir: the run's directory; created if missing.
+      model: a VAE to train instead of `config.model`'s.
+      data: splits to train on instead of `config.data`'s.
+      members: a population's members: per member, values of `population.POPULATION_FIELDS`;
+        None for a lone run.
+
+    Returns:
+      The `Run`, its state replicated over the device mesh.
+    """
     config, configs, likelihood = checks.check_run(config, model=model, data=data, members=members)
     os.makedirs(workdir, exist_ok=True)  # (the checks above read no data)
     time_budget = budget.Budget.from_config(config.train)
@@ -135,7 +147,15 @@ def _step(state: train.TrainState) -> int:
 def run_chunk(run: Run, step: int, elapsed: float, perms: np.ndarray) -> tuple[int, dict, list]:
     """Trains the chunk of steps starting at `step`; returns its size, metrics and rates.
 
-    `perms`: every member's permutation of the current epoch, `[P, steps_per_epoch, B]`.
+    Args:
+      run: the run; `run.state` becomes the state after the chunk.
+      step: the chunk's first step.
+      elapsed: training time so far in seconds (sets the rate on a schedule fitted to the budget).
+      perms: every member's permutation of the current epoch, `[P, steps_per_epoch, B]`.
+
+    Returns:
+      `(n, metrics, rates)`: the chunk's number of steps, its metrics on the host
+      (`{name: [P, n]}`) and each member's learning rate for the chunk.
     """
     if run.budget.fit_schedule:  # the rate of the schedule's step the time spent reaches
         at = run.budget.schedule_step(elapsed, run.total_steps)
@@ -150,7 +170,15 @@ def run_chunk(run: Run, step: int, elapsed: float, perms: np.ndarray) -> tuple[i
 
 
 def epoch_perms(run: Run, epoch: int) -> np.ndarray:
-    """Each member's shuffled batches of `epoch`, `[P, steps_per_epoch, B]`."""
+    """Each member's shuffled batches of `epoch`, `[P, steps_per_epoch, B]`.
+
+    Args:
+      run: the run.
+      epoch: the epoch, folded into each member's data-order key.
+
+    Returns:
+      `[P, steps_per_epoch, B]` indices into each member's train split.
+    """
     perm = lambda m: data_lib.epoch_permutation(
         jax.random.fold_in(m.keys[2], epoch), len(m.data.train), run.config.train.batch_size
     )
@@ -158,8 +186,18 @@ def epoch_perms(run: Run, epoch: int) -> np.ndarray:
 
 
 def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> None:
-    """Logs each member's chunk (`population.record`); raises `NonFiniteLossError` when no
-    member is left (for a lone run: at its first NaN)."""
+    """Logs each member's chunk (`population.record`).
+
+    Args:
+      run: the run.
+      step: the step the chunk ends at.
+      n: the chunk's number of steps.
+      metrics: the chunk's metrics on the host, `{name: [P, n]}`.
+      rates: each member's learning rate for the chunk.
+
+    Raises:
+      NonFiniteLossError: no member is left (for a lone run: at its first non-finite loss).
+    """
     population.record(run.members, step, n, metrics, rates, run.steps_per_epoch)
     if all(m.error is not None for m in run.members):
         raise NonFiniteLossError(
@@ -171,7 +209,12 @@ def record_chunk(run: Run, step: int, n: int, metrics: dict, rates: list) -> Non
 
 
 def validate(run: Run, step: int) -> None:
-    """The validation ELBO of every member still counting, logged at `step`."""
+    """The validation ELBO of every member still counting, logged at `step`.
+
+    Args:
+      run: the run.
+      step: the step the numbers are logged at.
+    """
     for i, m in enumerate(run.members):
         if m.error is None and len(m.data.valid):
             params = run.member_tree(run.state.eval_params, i)
@@ -181,7 +224,13 @@ def validate(run: Run, step: int) -> None:
 
 
 def save(run: Run, step: int, train_time_s: float) -> None:
-    """A checkpoint, with the format version and what `vaejax.load` rebuilds each model from."""
+    """A checkpoint, with the format version and what `vaejax.load` rebuilds each model from.
+
+    Args:
+      run: the run; its state is saved.
+      step: the checkpoint's step.
+      train_time_s: training time so far in seconds, kept in the checkpoint's metadata.
+    """
     metadata = {
         "train_time_s": train_time_s,
         "format_version": build.FORMAT_VERSION,
@@ -205,7 +254,21 @@ def _is_eval_step(run: Run, step: int) -> bool:
 
 
 def train_loop(run: Run) -> tuple[int, float]:
-    """Trains until the last step or the time budget; returns the step and the training time."""
+    """Trains until the last step or the time budget; returns the step and the training time.
+
+    Opens each member's writer, validates every `eval_every_epochs` and checkpoints every
+    `checkpoint_every_steps`, at the last step and when the time budget stops it.
+
+    Args:
+      run: the run from `setup`; `run.state` becomes the trained state.
+
+    Returns:
+      `(step, train_time)`: the last step trained and the training time in seconds, the restored
+      checkpoint's included.
+
+    Raises:
+      NonFiniteLossError: every member's loss turned non-finite (`record_chunk`).
+    """
     cfg = run.config.train
     step = _step(run.state)
     for m in run.members:
@@ -240,7 +303,19 @@ def train_loop(run: Run) -> tuple[int, float]:
 
 
 def finish_member(run: Run, i: int, step: int, train_time: float, start_time: float) -> dict:
-    """Member i's test numbers, figures and results.json (in its own directory)."""
+    """Member i's test numbers, figures and results.json (in its own directory).
+
+    Args:
+      run: the run.
+      i: the member's index.
+      step: the last step trained.
+      train_time: training time in seconds.
+      start_time: when the run started, as `time.time()`.
+
+    Returns:
+      The member's results (`results.member`), or ``{"error": ..., "config": ...}`` for a member
+      that stopped at a non-finite loss (its writer is then only closed).
+    """
     m = run.members[i]
     m.writer.flush()
     if m.error is not None:
@@ -260,7 +335,21 @@ def finish_member(run: Run, i: int, step: int, train_time: float, start_time: fl
 
 
 def finish(run: Run, step: int, train_time: float, start_time: float) -> dict[str, Any]:
-    """Evaluates every member on test and writes the results; a population's in `members/`."""
+    """Evaluates every member on test and writes the results; a population's in `members/`.
+
+    Args:
+      run: the run; its checkpointer is closed.
+      step: the last step trained.
+      train_time: training time in seconds.
+      start_time: when the run started, as `time.time()`.
+
+    Returns:
+      A lone run's results.json contents; a population's (`population.results` with the run's
+      steps, times and devices), also written to `<workdir>/results.json`.
+
+    Raises:
+      NonFiniteLossError: every member failed, one of them with non-finite test numbers.
+    """
     run.checkpointer.close()
     per_member = [
         finish_member(run, i, step, train_time, start_time) for i in range(len(run.members))
@@ -324,7 +413,13 @@ def train_and_evaluate_population(
 ) -> dict[str, Any]:
     """Trains one population (`train_and_evaluate(..., members=members)`); its results.
 
-    Returns `{"members": [member i's results, or {"error": ...}], ...}`; the trained, stacked
-    state is `train_and_evaluate`'s first return value.
+    Args:
+      config: the experiment's config.
+      workdir: the population's directory; member i's files go to `<workdir>/members/<i>/`.
+      members: per member, values of `population.POPULATION_FIELDS` that override `config`.
+
+    Returns:
+      ``{"members": [member i's results, or {"error": ...}], ...}``; the trained, stacked state is
+      `train_and_evaluate`'s first return value.
     """
     return train_and_evaluate(config, workdir, members=members)[1]

@@ -24,7 +24,19 @@ def write_figures(
 ) -> list[str]:
     """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter.
 
-    Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only.
+    Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only;
+    the curves come from `<workdir>/metrics.jsonl`, the code scatter needs the test labels.
+
+    Args:
+      model: the trained VAE.
+      params: its parameters.
+      d: the data; the figures use its test split.
+      workdir: the directory the PNG files go to.
+      key: PRNG key for the prior samples and the test codes.
+      preprocessing: how the data were made; maps them back to pixels.
+
+    Returns:
+      The names of the files written, relative to `workdir`.
     """
     bound = networks.bind(model, params)
     mean_image = jax.jit(lambda z: model.likelihood.mean(bound.decode(z)))
@@ -79,7 +91,16 @@ def write_figures(
 
 def manifold_axes(prior: Any, codes: np.ndarray, n: int = 20) -> np.ndarray:
     """The 2-D manifold's grid `[n, 2]`: the prior's quantiles where it has them (equal prior
-    mass per tile), else evenly over the 1st-99th percentiles of the test codes."""
+    mass per tile), else evenly over the 1st-99th percentiles of the test codes.
+
+    Args:
+      prior: the model's prior; its `quantile` is used if it has one.
+      codes: the test codes, `[N, 2]`.
+      n: grid points per side.
+
+    Returns:
+      `[n, 2]` float32 coordinates along z1 and z2.
+    """
     u = (np.arange(n) + 0.5) / n
     if hasattr(prior, "quantile"):
         return np.asarray(prior.quantile(np.stack([u, u], axis=-1)), np.float32)

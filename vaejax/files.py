@@ -27,6 +27,16 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
     A reader (another process of a multi-process run, a resumed run) sees the old file or the
     whole new one, never a part of it; a writer that fails or is killed leaves no partial file.
+
+    Args:
+      path: the file to write; its parent directories are made.
+      mode: the `open` mode, "w" or "wb".
+
+    Yields:
+      The open temporary file.
+
+    Raises:
+      DiskFullError: the disk filled up (the old `path`, if any, is intact).
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +60,14 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
 def remove_leftovers(directory: str | os.PathLike) -> list[pathlib.Path]:
     """Removes the temporary files that `atomic_file` writers killed mid-write left under
-    `directory` (`.<name>.<pid>.tmp`); call it only while no writer can be at work there."""
+    `directory` (`.<name>.<pid>.tmp`); call it only while no writer can be at work there.
+
+    Args:
+      directory: searched recursively, except under any `checkpoints` directory.
+
+    Returns:
+      The paths removed.
+    """
     found = [
         p
         for p in pathlib.Path(directory).rglob(".*.tmp")
@@ -63,7 +80,15 @@ def remove_leftovers(directory: str | os.PathLike) -> list[pathlib.Path]:
 
 def strict(obj: Any, _open: frozenset[int] = frozenset()) -> Any:
     """`obj` with every non-finite float as None: strict JSON (`NaN` is not JSON). A circular
-    container is left as it is, for `json.dump` to refuse."""
+    container is left as it is, for `json.dump` to refuse.
+
+    Args:
+      obj: a JSON-like value: dicts, lists and tuples are walked, other values kept.
+      _open: internal: the containers being walked.
+
+    Returns:
+      A copy of `obj` (tuples as lists) with NaN and infinities as None.
+    """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if id(obj) in _open or not isinstance(obj, dict | list | tuple):
@@ -75,14 +100,29 @@ def strict(obj: Any, _open: frozenset[int] = frozenset()) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: object) -> None:
-    """Writes `obj` as strict JSON to `path` (non-finite numbers as null), atomically."""
+    """Writes `obj` as strict JSON to `path` (non-finite numbers as null), atomically.
+
+    Args:
+      path: the file (`atomic_file`).
+      obj: JSON-like; values JSON cannot hold are written as their `str`.
+    """
     with atomic_file(path) as f:
         json.dump(strict(obj), f, indent=2, default=str, allow_nan=False)
 
 
 def read_json(path: str | os.PathLike, fix: str) -> Any:
-    """The JSON in `path`; a file that is no longer JSON (hand-edited, say) is a ValueError
-    naming it, what is wrong and `fix`, what to do."""
+    """The JSON in `path`.
+
+    Args:
+      path: the file.
+      fix: what to do if it is not valid JSON, said in the error.
+
+    Returns:
+      The parsed value.
+
+    Raises:
+      ValueError: the file is not valid JSON (hand-edited, say), naming it and `fix`.
+    """
     with open(path) as f:
         text = f.read()
     try:

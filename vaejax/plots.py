@@ -266,10 +266,19 @@ def save_curves(
 def manifold_latents(n: int, axes: np.ndarray | None = None) -> np.ndarray:
     """The `[n * n, 2]` latent grid of `save_latent_manifold`, in row-major tile order.
 
-    `axes` `[n, 2]`: increasing coordinates of the grid along z1 and z2. Default: standard-normal
-    quantiles of the probabilities `(i + 0.5) / n`, so they are symmetric around 0 and each tile
-    covers equal prior mass. z1 increases left to right and z2 increases bottom to top, as on a
-    plot's axes.
+    z1 increases left to right and z2 increases bottom to top, as on a plot's axes.
+
+    Args:
+      n: grid points per side.
+      axes: `[n, 2]` increasing coordinates of the grid along z1 and z2. Default: standard-normal
+        quantiles of the probabilities `(i + 0.5) / n`, so they are symmetric around 0 and each
+        tile covers equal prior mass.
+
+    Returns:
+      `[n * n, 2]` float32 latents; row 0 of the grid is the top one (the largest z2).
+
+    Raises:
+      ValueError: `n < 1`, or `axes` is not `[n, 2]`.
     """
     if n < 1:
         raise ValueError(f"The manifold grid needs n >= 1 points per side; got n={n}.")

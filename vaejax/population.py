@@ -41,19 +41,45 @@ TRACEABLE_SCHEDULES = ("constant", "cosine")
 
 
 def stack(trees: Sequence[Any]) -> Any:
-    """Stacks equal-structure pytrees along a new leading member axis."""
+    """Stacks equal-structure pytrees along a new leading member axis.
+
+    Args:
+      trees: pytrees of one structure, one per member.
+
+    Returns:
+      The pytree of their leaves stacked, each `[P, ...]`.
+    """
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def unstack(tree: Any, i: int) -> Any:
-    """Member `i` of a stacked pytree."""
+    """Member `i` of a stacked pytree.
+
+    Args:
+      tree: a pytree whose leaves have a leading member axis.
+      i: the member's index.
+
+    Returns:
+      The pytree of each leaf's `[i]`.
+    """
     return jax.tree.map(lambda x: x[i], tree)
 
 
 def member_configs(
     config: ml_collections.ConfigDict, members: Sequence[Mapping[str, Any]]
 ) -> list[ml_collections.ConfigDict]:
-    """One config per member: `config` with the member's values of `POPULATION_FIELDS`."""
+    """One config per member: `config` with the member's values of `POPULATION_FIELDS`.
+
+    Args:
+      config: the base config.
+      members: per member, dotted field -> value, for fields of `POPULATION_FIELDS`.
+
+    Returns:
+      A resolved copy of `config` per member ("seed" set as an int, the others as floats).
+
+    Raises:
+      ValueError: a member sets a field outside `POPULATION_FIELDS`.
+    """
     out = []
     for member in members:
         unknown = sorted(set(member) - set(POPULATION_FIELDS))
@@ -97,7 +123,15 @@ def make_members(
 ) -> list[Member]:
     """One `Member` per config (a lone run: one); the data are loaded once per distinct seed.
 
-    `stacked`: a population, whose members write to `<workdir>/members/<i>/`.
+    Args:
+      configs: one config per member.
+      workdir: the run's directory.
+      data: the splits every member trains on; None loads each config's `data`.
+      stacked: a population, whose members write to `<workdir>/members/<i>/`; else the one
+        member writes to `workdir`.
+
+    Returns:
+      The members, each with its keys (init, train, data order, eval) derived from its seed.
     """
     datas: dict[int, data_lib.Data] = {}
     out = []
@@ -125,7 +159,21 @@ def make_members(
 
 
 def optimizer(config, members: list[Member], *, total_steps, steps_per_epoch, fit_to_budget):
-    """The optimizer every member shares; per-member rates, where they differ, live in its state."""
+    """The optimizer every member shares; per-member rates, where they differ, live in its state.
+
+    Args:
+      config: the run's config; its `optim` section builds the optimizer for per-member rates.
+      members: the run's members.
+      total_steps: steps of the whole run.
+      steps_per_epoch: steps per epoch.
+      fit_to_budget: the schedule is fitted to the time budget (the rate is set from the host).
+
+    Returns:
+      An optax `GradientTransformation`; with per-member rates, an `optax.inject_hyperparams` one.
+
+    Raises:
+      ValueError: the members' rates differ and the schedule is not in `TRACEABLE_SCHEDULES`.
+    """
     rates = [float(m.config.optim.learning_rate) for m in members]
     if fit_to_budget or len(set(rates)) == 1:
         return build.build_optimizer(
@@ -154,7 +202,19 @@ def optimizer(config, members: list[Member], *, total_steps, steps_per_epoch, fi
 
 
 def init_state(config, model, members: list[Member], tx, *, stacked: bool) -> train.TrainState:
-    """Member i's state initialised from its own key, as a lone run would be; stacked if needed."""
+    """Member i's state initialised from its own key, as a lone run would be; stacked if needed.
+
+    Args:
+      config: the run's config (`model.output_bias`, `optim.ema_decay`).
+      model: the VAE.
+      members: the run's members.
+      tx: the optimizer they share (`optimizer`).
+      stacked: stack the states along a leading member axis (a population).
+
+    Returns:
+      The lone member's train state, or every member's stacked, each with its own learning rate
+      where the optimizer's state holds one.
+    """
     states = []
     for m in members:
         train_x = m.data.train
@@ -178,8 +238,19 @@ def make_chunk(
     *,
     stacked: bool,
 ) -> Callable[[train.TrainState, np.ndarray], tuple[train.TrainState, dict]]:
-    """`(state, idx [P, n, B]) -> (state, metrics {name: [P, n]})`: the compiled chunk of a lone
-    run (P = 1) or the vmapped chunk of a population."""
+    """The compiled chunk of a lone run (P = 1) or the vmapped chunk of a population.
+
+    Args:
+      config: the run's config; its `objective` section sets the loss.
+      model: the VAE.
+      members: the run's members (their train keys, betas and, if it differs, train split).
+      mesh: the device mesh; batches are sharded along its "data" axis.
+      preprocessing: the data's; its per-batch noise, and whether the train split varies by seed.
+      stacked: vmap over a leading member axis of the state (a population).
+
+    Returns:
+      ``(state, idx [P, n, B]) -> (state, metrics {name: [P, n]})``.
+    """
     replicated = NamedSharding(mesh, PartitionSpec())
     # The train split differs between seeds only when it was binarized once per seed.
     shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
@@ -216,8 +287,19 @@ def make_chunk(
 def record(
     members: Sequence[Member], step: int, n: int, metrics: dict, rates: list, steps_per_epoch: int
 ) -> None:
-    """Writes each member's part of a chunk's metrics (`{name: [P, n]}`) ending at `step`; a
-    member whose loss turned non-finite stops counting (`Member.error`)."""
+    """Writes each member's part of a chunk's metrics ending at `step`.
+
+    A member whose loss turned non-finite stops counting: its `Member.error` and
+    `Member.error_step` are set, and nothing more is written for it.
+
+    Args:
+      members: the run's members.
+      step: the step the chunk ends at.
+      n: the chunk's number of steps.
+      metrics: the chunk's metrics on the host, `{name: [P, n]}`.
+      rates: each member's learning rate at the chunk's first step.
+      steps_per_epoch: steps per epoch, for the logged epoch.
+    """
     for i, m in enumerate(members):
         if m.error is not None:
             continue
@@ -236,5 +318,13 @@ def record(
 
 
 def results(per_member: list[dict[str, Any]], config: config_lib.Config) -> dict[str, Any]:
-    """A population's results: each member's (or `{"error": ...}` for one that stopped)."""
+    """A population's results: each member's (or `{"error": ...}` for one that stopped).
+
+    Args:
+      per_member: each member's results, in member order.
+      config: the run's config.
+
+    Returns:
+      ``{"members": per_member, "population_size": P, "config": config.given}``.
+    """
     return {"members": per_member, "population_size": len(per_member), "config": config.given}

@@ -80,7 +80,15 @@ class Preprocessing:
         return self.name == "static_binarize"
 
     def fit(self, train: np.ndarray) -> Preprocessing:
-        """This preprocessing with the statistics it takes from the raw train split."""
+        """This preprocessing with the statistics it takes from the raw train split.
+
+        Args:
+          train: the raw train split `[N, ...]`, stored levels.
+
+        Returns:
+          "standardize": a copy with `mean` and `std` over every value of `train` (pixel
+          units); any other name: `self`.
+        """
         if self.name != "standardize":
             return self
         # float64 sums: tens of millions of pixels lose digits in a float32 accumulator.
@@ -92,6 +100,17 @@ class Preprocessing:
 
         Valid and test get their noise once, from `seed`, so evaluation is deterministic;
         train keeps what `noise` draws anew per batch.
+
+        Args:
+          splits: the raw `(train, valid, test)` levels, each `[N_split, ...]`.
+          seed: seeds the noise of the splits made once.
+
+        Returns:
+          `(train, valid, test)`, each of its raw split's shape: float32, or int32 for
+          "integer".
+
+        Raises:
+          ValueError: "dequantize" of data whose levels are not 0..255.
         """
         name = self.name
         if name == "integer":
@@ -117,8 +136,18 @@ class Preprocessing:
         return train, np.asarray(valid), np.asarray(test)
 
     def check_split(self, split: str, x: np.ndarray) -> None:
-        """Refuses a split (`split`: its name) that does not hold what this preprocessing
-        makes: intensities in [0, 1] (binary for a binarized split), or integer levels."""
+        """Refuses a split that does not hold what this preprocessing makes: intensities in
+        [0, 1], or for "integer" integer levels 0..`max_value`.
+
+        "standardize" and "none" are not checked.
+
+        Args:
+          split: the split's name ("train", "valid", ...), for the message.
+          x: the split, `[N, ...]`, as preprocessed.
+
+        Raises:
+          ValueError: values (or a dtype) this preprocessing does not make.
+        """
         if self.name in ("standardize", NO_PREPROCESSING):
             return
         finite = x.size == 0 or bool(np.isfinite(x).all())
@@ -143,7 +172,15 @@ class Preprocessing:
             )
 
     def to_pixels(self, x: np.ndarray) -> np.ndarray:
-        """The model's data -> intensities in [0, 1], for figures."""
+        """The model's data -> intensities in [0, 1], for figures.
+
+        Args:
+          x: the model's data, any shape.
+
+        Returns:
+          An array of `x`'s shape: "standardize" undone and clipped to [0, 1], "integer"
+          divided by `max_value`, any other name `x` itself.
+        """
         if self.name == "standardize":
             return np.clip((x * self.std + self.mean) / self.max_value, 0, 1)
         if self.name == "integer":
@@ -211,7 +248,19 @@ def dequantize(key: jax.Array, x: ArrayLike) -> jax.Array:
 
 
 def add_data_noise(kind: str | None, key: jax.Array, x: jax.Array) -> jax.Array:
-    """The per-batch draw of `DATA_NOISE[preprocessing]`: "binarize", "dequantize" or None."""
+    """The per-batch draw of `DATA_NOISE[preprocessing]`: "binarize", "dequantize" or None.
+
+    Args:
+      kind: "binarize" (`binarize`), "dequantize" (`dequantize`) or None (no noise).
+      key: a PRNG key for the noise.
+      x: the stored data of a batch, e.g. `[B, *data_shape]` intensities.
+
+    Returns:
+      float32 data of `x`'s shape with the noise drawn; `x` itself for None.
+
+    Raises:
+      ValueError: another `kind`.
+    """
     if kind is None:
         return x
     if kind not in ("binarize", "dequantize"):

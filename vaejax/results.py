@@ -25,12 +25,27 @@ log = logging.getLogger(__name__)
 
 
 def write(path: str, results: dict[str, Any]) -> None:
-    """results.json (or config.json), by the primary process only."""
+    """results.json (or config.json), by the primary process only.
+
+    Args:
+      path: the JSON file to write, atomically (non-finite numbers as null).
+      results: what to write.
+    """
     if is_primary():
         write_json(path, results)
 
 
 def run_info(step: int, train_time: float, start_time: float) -> dict[str, Any]:
+    """The run's numbers for results.json: steps, training and wall time, devices.
+
+    Args:
+      step: the last step trained.
+      train_time: training time in seconds.
+      start_time: when the run started, as `time.time()`.
+
+    Returns:
+      ``{"steps": ..., "train_time_s": ..., "wall_time_s": ..., "devices": [...]}``.
+    """
     return {
         "steps": step,
         "train_time_s": train_time,
@@ -47,7 +62,19 @@ def test_numbers(
     ev: config_lib.Eval,
     preprocessing: data_lib.Preprocessing,
 ) -> dict[str, Any]:
-    """The test split's numbers (`evaluate.evaluate_test`) under the config's eval settings."""
+    """The test split's numbers (`evaluate.evaluate_test`) under the config's eval settings.
+
+    Args:
+      model: the trained VAE.
+      params: its parameters.
+      d: the data; its test split (the first `ev.num_test` examples, if set) is evaluated.
+      key: the member's evaluation key.
+      ev: the config's eval settings.
+      preprocessing: how the data were made.
+
+    Returns:
+      `evaluate.evaluate_test`'s dict of test numbers.
+    """
     return evaluate.evaluate_test(
         model,
         params,
@@ -62,7 +89,14 @@ def test_numbers(
 
 
 def nonfinite(test: dict[str, Any]) -> list[str]:
-    """The names of the test numbers that are not finite."""
+    """The names of the test numbers that are not finite.
+
+    Args:
+      test: test numbers by name (non-scalar values are skipped).
+
+    Returns:
+      The names of the scalar values that are NaN or infinite, sorted.
+    """
     return sorted(k for k, v in test.items() if np.isscalar(v) and not np.isfinite(v))
 
 
@@ -77,8 +111,26 @@ def member(
     custom_model: bool = False,
     custom_data: bool = False,
 ) -> dict[str, Any]:
-    """Member `m`'s test numbers, results.json and figures, in its own directory; `info`: the
-    run's (steps, epochs, times) for results.json."""
+    """Member `m`'s test numbers, results.json and figures, in its own directory.
+
+    results.json is written before the figures and again after them; a figure that fails is
+    logged and recorded as `figures_error`. Member `m`'s writer is closed.
+
+    Args:
+      model: the trained VAE.
+      params: its parameters, on the host.
+      m: the member; with non-finite test numbers its `error` and `error_step` are set.
+      ev: the config's eval settings.
+      preprocessing: how the data were made.
+      info: the run's numbers for results.json (steps, epochs, times).
+      custom_model: record the model's repr (`config.model` did not describe it).
+      custom_data: record the data's info (`config.data` did not describe them).
+
+    Returns:
+      The contents of results.json, with keys "test", "valid", those of `info`, "figures" and
+      "config" (and "model", "data_info" or "figures_error" where they apply); or "error",
+      "test" and "config" when a test number is not finite.
+    """
     d, path, step = m.data, os.path.join(m.workdir, "results.json"), info["steps"]
     test = test_numbers(model, params, d, m.key_eval, ev, preprocessing)
     if bad := nonfinite(test):  # a collapsed or diverged model: its numbers are no result

@@ -123,6 +123,14 @@ class Objective:
             )
 
     def beta_at(self, step: jax.Array) -> jax.Array:
+        """The KL weight at a step: `beta`, ramped up linearly over `warmup_steps`.
+
+        Args:
+          step: the optimizer steps taken before this update (`TrainState.step`), a scalar.
+
+        Returns:
+          A scalar: `beta * min(1, (step + 1) / warmup_steps)`, or `beta` with no warm-up.
+        """
         if self.warmup_steps == 0:
             return jnp.asarray(self.beta, jnp.float32)
         return self.beta * jnp.minimum(1.0, (step + 1) / self.warmup_steps)
@@ -141,7 +149,15 @@ class _TracedBetaObjective(Objective):
 
 
 def with_beta(objective: Objective, beta: jax.Array) -> Objective:
-    """`objective` with a traced `beta` (one member's, inside the vmapped step)."""
+    """`objective` with a traced `beta` (one member's, inside the vmapped step).
+
+    Args:
+      objective: an `Objective`, checked on the host.
+      beta: the member's KL weight, a traced scalar.
+
+    Returns:
+      An `Objective` with `objective`'s fields but `beta`, whose host-side checks are skipped.
+    """
     return _TracedBetaObjective(**(dataclasses.asdict(objective) | {"beta": beta}))
 
 
@@ -264,6 +280,20 @@ def loss_fn(
     """The negative objective, averaged over the batch (its one reduction), and metrics.
 
     With several stochastic layers the metrics also hold each layer's KL (`kl_z1`, ...).
+
+    Args:
+      params: the model's parameters (differentiated).
+      batch: the model's data `[B, *data_shape]`, with any data noise already drawn.
+      key: a PRNG key for the samples of z.
+      step: the optimizer step, a scalar (for the KL warm-up, `Objective.beta_at`).
+      model: the VAE (or hierarchical model).
+      objective: what to maximize (`Objective`).
+
+    Returns:
+      `(loss, metrics)`: the scalar loss, `-mean log p(x | z) + beta * KL` (the KL's batch
+      mean, or with `free_bits` the sum of each dimension's floored batch mean) or the negated
+      mean IWAE bound; and a dict of scalars: `"loss"` and `"elbo"`, `"log_likelihood"`,
+      `"kl"`, `"beta"` (ELBO) or `"iwae"` (IWAE).
     """
     bound = networks.bind(model, params)
     common = dict(model=bound, gradient_estimator=objective.gradient_estimator)
@@ -340,7 +370,13 @@ def train_step(
 def set_learning_rate(state: TrainState, rate: float | Sequence[float]) -> TrainState:
     """`state` with the learning rate of an optimizer built with `rate_from_host=True`.
 
-    `rate`: a scalar, or one rate per member of a stacked population state.
+    Args:
+      state: a train state whose optimizer holds its rate (`build.build_optimizer`).
+      rate: a scalar, or one rate per member `[P]` of a stacked population state.
+
+    Returns:
+      A new `TrainState`: the rate set in `opt_state`, with the dtype and sharding of the one
+      it replaces.
     """
     current = optax.tree_utils.tree_get(state.opt_state, "learning_rate")
     rate = np.asarray(rate, current.dtype)
@@ -350,7 +386,14 @@ def set_learning_rate(state: TrainState, rate: float | Sequence[float]) -> Train
 
 
 def data_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh named "data" over the given (default: all local) devices."""
+    """A 1-D mesh named "data" over the given (default: all local) devices.
+
+    Args:
+      devices: the devices; None or empty: `jax.local_devices()`.
+
+    Returns:
+      A `Mesh` of one axis, "data", over the devices.
+    """
     return Mesh(np.array(devices or jax.local_devices()), ("data",))
 
 
@@ -377,6 +420,19 @@ def make_train_chunk(
     The steps run in one `lax.scan`, one dispatch per chunk, except where
     `cpu_fastpaths.prefer_per_step_dispatch` says otherwise (on CPU, a step with convolutions):
     there the same steps run as one jitted step per dispatch.
+
+    Args:
+      model: the VAE (or hierarchical model).
+      objective: what to maximize (`Objective`).
+      mesh: the devices; the batch axis `B` of `idx` is sharded over its "data" axis.
+      data_noise: "binarize", "dequantize" or None, drawn per batch (`train_step`).
+      stacked: the state is a population's, stacked on a leading member axis `[P]`.
+      shared_data: with `stacked`, all members read one `train_x` `[D, ...]`; else each its
+        own `[P, D, ...]`.
+
+    Returns:
+      The chunk function above; it donates the state passed in, and each metric comes back
+      `[N]` (`[P, N]` stacked), one value per step.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
@@ -428,11 +484,29 @@ def make_train_chunk(
 
 
 def chunk_size(offset: int, steps_per_epoch: int, steps_per_dispatch: int) -> int:
-    """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned."""
+    """Steps in the chunk starting at `offset` within an epoch; chunks are epoch-aligned.
+
+    Args:
+      offset: the chunk's first step within the epoch, in `[0, steps_per_epoch)`.
+      steps_per_epoch: the steps of one epoch.
+      steps_per_dispatch: the most steps of one chunk.
+
+    Returns:
+      The steps up to the next multiple of `steps_per_dispatch`, but not past the epoch's end.
+    """
     return min(steps_per_dispatch - offset % steps_per_dispatch, steps_per_epoch - offset)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """Refuses a batch size that the mesh's devices cannot split evenly.
+
+    Args:
+      batch_size: the global batch size B.
+      mesh: the mesh the batch is sharded over.
+
+    Raises:
+      ValueError: `batch_size` is not a multiple of `mesh.size`.
+    """
     if batch_size % mesh.size:
         raise ValueError(
             f"batch_size {batch_size} is not divisible by the {mesh.size} devices of the mesh; "

@@ -151,7 +151,19 @@ class TrainedModel:
     # ---- raw data in, the model's data out
 
     def check(self, x: ArrayLike) -> np.ndarray:
-        """Raw data `[B, *data_shape]` as a host array; a `ValueError` names any mismatch."""
+        """Checks raw data against what this model takes, on the host.
+
+        Args:
+          x: raw data `[B, *data_shape]`: integer (or bool) levels 0..`preprocessing.max_value`
+            as the dataset stores them; for a model of data made by the user (preprocessing
+            "none"), data of the dtype kind it trained on (integers too for float data).
+
+        Returns:
+          `x` as a NumPy array `[B, *data_shape]`, values unchanged.
+
+        Raises:
+          ValueError: `x` has another shape (e.g. no batch axis), dtype or range of levels.
+        """
         x = np.asarray(x)
         if x.shape[1:] != self.data_shape or x.ndim != len(self.data_shape) + 1:
             hint = " Add a batch axis: x[None]." if x.shape == self.data_shape else ""
@@ -191,10 +203,19 @@ class TrainedModel:
         With `key`, the data's noise (binarization or dequantization) is drawn as the train step
         draws it, from a part split off `key`, and the rest is returned for the model's own
         sampling; without, no noise is drawn (binarized models see intensities in [0, 1],
-        dequantized ones the levels' lower edges k / 256).
+        dequantized ones the levels' lower edges k / 256). A statically binarized model gets a
+        fresh binarization, as its train split got one.
+
+        Args:
+          x: raw data `[B, *data_shape]` (see `check`).
+          key: a PRNG key for the data's noise, or None (the default) for no noise.
 
         Returns:
-          `(data, key)`: the model's data `[B, *data_shape]` and the key left for the model.
+          `(data, key)`: the model's data `[B, *data_shape]` and the key left for the model
+          (`key` itself where no noise is drawn; None without `key`).
+
+        Raises:
+          ValueError: `key` is not one PRNG key, or `x` fails `check`.
         """
         if key is not None:
             _check_key(key, "preprocess")
@@ -215,17 +236,36 @@ class TrainedModel:
         return data_lib.add_data_noise(prep.noise, key_noise, y), key
 
     def to_pixels(self, x: ArrayLike) -> np.ndarray:
-        """The model's data (e.g. `decode`'s means) -> intensities in [0, 1], for figures."""
+        """The model's data (e.g. `decode`'s means) -> intensities in [0, 1], for figures.
+
+        Args:
+          x: the model's data of any shape, e.g. `[B, *data_shape]`.
+
+        Returns:
+          A NumPy array of `x`'s shape in [0, 1] ("standardize" is clipped to it); data of
+          preprocessing "none" come back unchanged.
+        """
         return self.preprocessing.to_pixels(np.asarray(x))
 
     def read_split(
         self, split: str = "test", *, data_dir: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw images uint8 `[N, *data_shape]` and labels `[N]` of a split of the training data.
+        """Raw images and labels of a split of the dataset the model trained on.
 
-        `split`: a TFDS split ("train", "test", "train[-10000:]", ...); the run's validation
-        examples are the last `config.data.num_valid` train examples (unless the dataset has a
-        "validation" split). `data_dir`: default the run's, else `$TFDS_DATA_DIR`.
+        The run's validation examples are the last `config.data.num_valid` train examples
+        (unless the dataset has a "validation" split).
+
+        Args:
+          split: a TFDS split ("train", "test", "train[-10000:]", ...); for the "synthetic"
+            dataset, "train" or "test".
+          data_dir: a prepared TFDS data_dir; default the run's, else `$TFDS_DATA_DIR`
+            (not used for "synthetic").
+
+        Returns:
+          `(images, labels)`: uint8 `[N, *data_shape]` and int32 `[N]`.
+
+        Raises:
+          DatasetNotFoundError: the dataset is not prepared under `data_dir`.
         """
         name = self.config.data.name
         if name == data_lib.SYNTHETIC:
@@ -236,17 +276,47 @@ class TrainedModel:
     # ---- the methods
 
     def encode(self, x: ArrayLike) -> dict[str, jax.Array]:
-        """The posterior's parameters for raw data, each `[B, latent_dim]` (one layer)."""
+        """The posterior's parameters q(z | x) for raw data (a one-layer model).
+
+        Args:
+          x: raw data `[B, *data_shape]` (see `check`).
+
+        Returns:
+          A dict with `"mean"` and the posterior's scale (e.g. `"log_var"`), each
+          `[B, latent_dim]`; an IAF posterior adds `"context"` `[B, context_dim]` and `"flow"`
+          (its weights, not per example).
+
+        Raises:
+          ValueError: the model has several stochastic layers (use `codes`), or `x` fails
+            `check`.
+        """
         self._one_layer("encode")
         y, _ = self.preprocess(x)
         return _encode(self.params, y, model=self.model)
 
     def posterior_mean(self, x: ArrayLike) -> jax.Array:
-        """The posterior means E_q[z | x], `[B, latent_dim]`: the codes for downstream use."""
+        """The posterior means E_q[z | x]: the codes for downstream use (a one-layer model).
+
+        Args:
+          x: raw data `[B, *data_shape]` (see `check`).
+
+        Returns:
+          `[B, latent_dim]` posterior means.
+        """
         return self.encode(x)["mean"]
 
     def decode(self, z: ArrayLike) -> jax.Array:
-        """The likelihood's mean for codes `z` `[B, latent_dim]`, in the model's data units."""
+        """The likelihood's mean E[x | z] for codes `z` (a one-layer model).
+
+        Args:
+          z: codes `[B, latent_dim]`, cast to float32.
+
+        Returns:
+          `[B, *data_shape]` means in the model's data units (`to_pixels` maps them to [0, 1]).
+
+        Raises:
+          ValueError: `z` is not `[B, latent_dim]`, or the model has several stochastic layers.
+        """
         self._one_layer("decode")
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -257,20 +327,44 @@ class TrainedModel:
         return _decode_mean(self.params, z, model=self.model)
 
     def codes(self, x: ArrayLike) -> tuple[jax.Array, ...]:
-        """Each stochastic layer's posterior mean `[B, D_l]`, z_1 first, along the path of
-        means (a one-layer VAE: `(posterior_mean(x),)`)."""
+        """Each stochastic layer's posterior mean, z_1 first, along the path of means.
+
+        Args:
+          x: raw data `[B, *data_shape]` (see `check`).
+
+        Returns:
+          A tuple of `[B, D_l]` means, one per layer, `D_l = latent_sizes[l]` (a one-layer
+          VAE: `(posterior_mean(x),)`).
+        """
         y, _ = self.preprocess(x)
         return _codes(self.params, y, model=self.model)
 
     def reconstruct(self, x: ArrayLike) -> jax.Array:
         """`decode(posterior_mean(x))`: the likelihood's mean at the posterior mean (several
-        layers: at the bottom layer's code on the path of means)."""
+        layers: at the bottom layer's code on the path of means).
+
+        Args:
+          x: raw data `[B, *data_shape]` (see `check`).
+
+        Returns:
+          `[B, *data_shape]` means in the model's data units.
+        """
         y, _ = self.preprocess(x)
         return _reconstruct(self.params, y, model=self.model)
 
     def sample(self, key: jax.Array, num: int) -> jax.Array:
-        """The likelihood's means at `num` codes drawn from the prior (top down through
-        every layer), `[num, *data_shape]`."""
+        """The likelihood's means at codes drawn from the prior (top down through every layer).
+
+        Args:
+          key: a PRNG key for the prior's draws.
+          num: how many samples, an integer >= 1 (each new `num` compiles once).
+
+        Returns:
+          `[num, *data_shape]` means in the model's data units.
+
+        Raises:
+          ValueError: `key` is not one PRNG key, or `num` is not an integer >= 1.
+        """
         _check_key(key, "sample")
         if not isinstance(num, int | np.integer) or num < 1:
             raise ValueError(f"sample needs a number of samples >= 1; got {num!r}.")
@@ -279,8 +373,21 @@ class TrainedModel:
     def interpolate(self, x_a: ArrayLike, x_b: ArrayLike, num_steps: int = 8) -> jax.Array:
         """Decoded means along the line between the posterior means of `x_a` and `x_b`.
 
-        `x_a`, `x_b`: one example each (`data_shape`; returns `[num_steps, *data_shape]`) or
-        batches of the same size (returns `[B, num_steps, *data_shape]`).
+        A one-layer model only; the codes are `(1 - t) z_a + t z_b` for `num_steps` values of
+        t evenly spaced from 0 to 1, both ends included.
+
+        Args:
+          x_a: raw data, one example `[*data_shape]` or a batch `[B, *data_shape]`.
+          x_b: raw data of `x_a`'s shape.
+          num_steps: points on the line, an integer >= 2.
+
+        Returns:
+          `[num_steps, *data_shape]` means for one example each, else
+          `[B, num_steps, *data_shape]`.
+
+        Raises:
+          ValueError: `x_a` and `x_b` differ in shape, `num_steps < 2`, or the model has
+            several stochastic layers.
         """
         self._one_layer("interpolate")
         single = np.shape(x_a) == self.data_shape
@@ -297,7 +404,18 @@ class TrainedModel:
         return out[0] if single else out
 
     def elbo(self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1) -> ElboTerms:
-        """The ELBO and its terms per example (`ElboTerms` of `[B]` arrays, nats)."""
+        """The ELBO and its terms per example, in nats (`vaejax.objectives.elbo`).
+
+        Args:
+          key: a PRNG key: the data's noise (binarization or dequantization, as in training)
+            is drawn from one part of it, the posterior's samples from the rest.
+          x: raw data `[B, *data_shape]` (see `check`).
+          num_samples: Monte Carlo samples of z per example, averaged.
+
+        Returns:
+          `ElboTerms` of `[B]` arrays: `elbo`, `log_likelihood`, `kl`, `objective`, and per
+          layer.
+        """
         _check_key(key, "elbo")
         fields.check_count(num_samples, "num_samples", "elbo")
         y, key = self.preprocess(x, key)
@@ -312,15 +430,28 @@ class TrainedModel:
         chunk_size: int = 100,
         binarize: str = "draw",
     ) -> jax.Array:
-        """Importance-sampled log p(x) per example `[B]` (nats), e.g. as an anomaly score.
+        """Importance-sampled log p(x) per example, in nats, e.g. as an anomaly score.
 
-        `num_samples` importance samples per example, `chunk_size` of them decoded at a time
-        (memory grows with `chunk_size * B`); the estimate the evaluation reports as `nll_k`.
+        The estimate the evaluation reports as `nll_k` (negated). A model of binarized data
+        scores a binary image: for grayscale `x`, `binarize="draw"` (the default, as training
+        saw its data) draws one binarization from `key`, so the score of a grayscale image
+        changes with the key; `binarize="threshold"` scores the image thresholded at one half,
+        the same for every key but for the importance samples' noise.
 
-        A model of binarized data scores a binary image: for grayscale `x`, `binarize="draw"`
-        (the default, as training saw its data) draws one binarization from `key`, so the score
-        of a grayscale image changes with the key; `binarize="threshold"` scores the image
-        thresholded at one half, the same for every key but for the importance samples' noise.
+        Args:
+          key: a PRNG key: the data's noise (as in training) from one part of it, the
+            importance samples from the rest.
+          x: raw data `[B, *data_shape]` (see `check`).
+          num_samples: importance samples per example.
+          chunk_size: samples decoded at a time (at most `num_samples`); memory grows with
+            `chunk_size * B`.
+          binarize: "draw" or "threshold" (the latter for a model of binarized data only).
+
+        Returns:
+          `[B]` log p(x) estimates, nats.
+
+        Raises:
+          ValueError: a bad `key`, count or `binarize`, or `x` fails `check`.
         """
         _check_key(key, "log_likelihood")
         fields.check_count(num_samples, "num_samples", "log_likelihood")
@@ -343,11 +474,18 @@ class TrainedModel:
     def active_units(
         self, x: ArrayLike, *, threshold: float = evaluate.ACTIVE_UNIT_THRESHOLD
     ) -> np.ndarray:
-        """Which latent dimensions are active over `x`: bool `[latent_dim]` (Burda et al. 2015);
-        with several layers, every layer's dimensions, z_1's first `[sum(latent_sizes)]`.
+        """Which latent dimensions are active over `x` (Burda et al. 2015).
 
         A dimension is active when its posterior mean varies over the data: Var_x E_q[z_d] >
         `threshold`. `x` should be a dataset (e.g. the test split), not a few examples.
+
+        Args:
+          x: raw data `[N, *data_shape]` (see `check`).
+          threshold: the variance over `x` above which a dimension is active.
+
+        Returns:
+          bool `[latent_dim]`; with several layers, every layer's dimensions, z_1's first,
+          `[sum(latent_sizes)]`.
         """
         means = np.concatenate([np.asarray(c) for c in self.codes(x)], axis=1)
         # The evaluation's count, one dimension at a time: one definition of "active".

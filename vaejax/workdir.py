@@ -55,8 +55,18 @@ def _holder(path: str) -> str:
 def hold(workdir: str | os.PathLike) -> Iterator[str]:
     """Holds `workdir`'s lock inside the `with` block; yields the lock file's path.
 
+    Writes the holder (pid, host, start time) into the lock file and removes leftovers of
+    writers killed mid-write.
+
+    Args:
+      workdir: the run's directory; created if missing.
+
+    Yields:
+      The lock file's path, `<workdir>/.lock`.
+
     Raises:
       WorkdirLockedError: another process holds it (at once, without waiting).
+      WorkdirError: `workdir` is a file, or cannot be written.
     """
     path = os.path.join(os.fspath(workdir), LOCK_NAME)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -118,11 +128,19 @@ def _refuse_changes(saved: dict, flat: dict, where: str, workdir: str) -> None:
 
 
 def check_same_training(settings: dict[str, Any], workdir: str, *, resuming: bool) -> None:
-    """Refuses to resume a run made with other training settings than `settings` (the config as
-    a dict, plus a population's members), as `train_config.json` records them.
+    """Refuses to resume a run made with other training settings than `settings`, as
+    `train_config.json` records them.
 
     Resuming restores the latest checkpoint, so a changed batch size, schedule or model would
     silently continue (or, with fewer steps, skip) another run's training.
+
+    Args:
+      settings: the config as a dict, plus a population's members.
+      workdir: the run's directory.
+      resuming: a checkpoint is about to be restored; else nothing is checked.
+
+    Raises:
+      ValueError: a training setting differs from the recorded one.
     """
     path = os.path.join(workdir, TRAIN_CONFIG)
     if resuming and os.path.exists(path):
@@ -135,7 +153,16 @@ def check_same_as_checkpoint(
     configs: list[dict[str, Any]], recorded: list[dict[str, Any]], workdir: str
 ) -> None:
     """Refuses to resume from a checkpoint whose metadata records other training settings than
-    each member's config (`configs`): the check that holds when `train_config.json` is gone."""
+    each member's config: the check that holds when `train_config.json` is gone.
+
+    Args:
+      configs: each member's config as a dict.
+      recorded: each model's config as the checkpoint's metadata records it.
+      workdir: the run's directory, for the message.
+
+    Raises:
+      ValueError: the number of models, or a training setting, differs.
+    """
     if len(recorded) != len(configs):
         raise ValueError(
             f"{workdir}'s checkpoint holds {len(recorded)} models, this run trains {len(configs)}. "
@@ -146,7 +173,14 @@ def check_same_as_checkpoint(
 
 
 def record_training(settings: dict[str, Any], workdir: str) -> None:
-    """Writes `train_config.json`, atomically (the other processes of the run read it)."""
+    """Writes `train_config.json`, atomically (the other processes of the run read it).
+
+    Only the primary process writes it.
+
+    Args:
+      settings: the config as a dict, plus a population's members; its training settings are kept.
+      workdir: the run's directory.
+    """
     if distributed.is_primary():
         write_json(os.path.join(workdir, TRAIN_CONFIG), _flat(settings))
 
@@ -159,8 +193,22 @@ def resume(
     configs: list[dict[str, Any]],
 ) -> tuple[Any, float]:
     """`state` restored from the latest checkpoint, if any, after checking that it trained with
-    `settings` (the run's config dict, plus a population's members; each member's config in
-    `configs`); then records them. Returns the state and the training time it holds."""
+    `settings`; then records them (`record_training`).
+
+    Args:
+      checkpointer: the run's checkpointer.
+      state: the freshly initialised state, restored into.
+      workdir: the run's directory.
+      settings: the run's config dict, plus a population's members.
+      configs: each member's config dict.
+
+    Returns:
+      `(state, trained_s)`: the state (restored, or `state` as given) and the training time the
+      checkpoint holds (0.0 without one).
+
+    Raises:
+      ValueError: the checkpointed run had other training settings.
+    """
     resuming = checkpointer.latest_step() is not None
     check_same_training(settings, workdir, resuming=resuming)
     trained_s = 0.0

@@ -193,15 +193,29 @@ class NullWriter:
     multi-process run use, so that each record is written once."""
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Writes nothing.
+
+        Args:
+          step: ignored.
+          scalars: ignored.
+        """
         del step, scalars
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """Writes nothing.
+
+        Args:
+          step: ignored.
+          images: ignored.
+        """
         del step, images
 
     def flush(self) -> None:
+        """Does nothing."""
         pass
 
     def close(self) -> None:
+        """Does nothing."""
         pass
 
 
@@ -210,6 +224,17 @@ def open_writer(workdir: str, *, purge_step: int, primary: bool) -> MetricWriter
 
     A resumed run's metrics file is read first: a damaged line is named before any training,
     not after it (when the figures read the file).
+
+    Args:
+      workdir: the run's directory.
+      purge_step: the first step this run writes (see `MetricWriter`).
+      primary: this process writes the records.
+
+    Returns:
+      A `MetricWriter`, or a `NullWriter` on the other processes.
+
+    Raises:
+      ValueError: a line of the existing metrics file, other than the last, is not valid JSON.
     """
     if (pathlib.Path(workdir) / METRICS_FILE).exists():
         read_metrics(workdir)
@@ -217,7 +242,16 @@ def open_writer(workdir: str, *, purge_step: int, primary: bool) -> MetricWriter
 
 
 def progress_bar(total: int | None, initial: int, *, enabled: bool) -> tqdm.tqdm:
-    """The training loop's bar of steps (`total` None: open-ended, as on a fitted time budget)."""
+    """The training loop's bar of steps.
+
+    Args:
+      total: the steps to train; None for an open-ended bar (a schedule fitted to a time budget).
+      initial: the step it starts at.
+      enabled: show it; else the bar is disabled.
+
+    Returns:
+      A `tqdm.tqdm` bar.
+    """
     return tqdm.tqdm(
         total=total,
         initial=initial,

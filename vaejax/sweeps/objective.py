@@ -23,7 +23,18 @@ log = logging.getLogger(__name__)
 
 
 def lookup(results: Mapping[str, Any], dotted: str) -> float:
-    """The number at a dotted key of a results dict, e.g. "test.nll_5000"."""
+    """The number at a dotted key of a results dict, e.g. "test.nll_5000".
+
+    Args:
+      results: a trial's results.json contents.
+      dotted: the dotted key.
+
+    Returns:
+      The value, as a float.
+
+    Raises:
+      KeyError: the key is not in `results`; the message lists the numbers that are.
+    """
     node: Any = results
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -49,7 +60,19 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def summary(results: Mapping[str, Any], metric: str) -> dict[str, Any]:
-    """The few numbers of a run the report shows, kept in the storage with the trial."""
+    """The few numbers of a run the report shows, kept in the storage with the trial.
+
+    Args:
+      results: a trial's (or member's) results.json contents.
+      metric: the sweep's metric, a dotted key into `results`.
+
+    Returns:
+      ``{"metric": ...}`` and, where `results` has them, "test_elbo", "test_nll", "nll_samples",
+      "valid_elbo", "train_time_s" and "steps".
+
+    Raises:
+      KeyError: `metric` is not in `results`.
+    """
     test = results.get("test", {})
     nll = next((k for k in test if k.startswith("nll_")), None)
     out = {

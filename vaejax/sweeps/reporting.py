@@ -30,7 +30,17 @@ def _status(t: optuna.trial.FrozenTrial) -> str:
 
 
 def report_rows(study: optuna.Study, sweep: Sweep) -> list[dict[str, Any]]:
-    """One row per trial (per member, for populations), in key order, from the storage."""
+    """One row per trial (per member, for populations), in key order, from the storage.
+
+    Args:
+      study: the sweep's study.
+      sweep: the sweep.
+
+    Returns:
+      Dicts with the same keys (columns), in order trial, status, the swept fields, (for
+      populations) member and its population fields, the metric, test_elbo, test_nll,
+      wall_time_s, attempts and error.
+    """
     rows = []
     for key, t in trials.by_key(study.get_trials(deepcopy=False)).items():
         end = t.datetime_complete or datetime.datetime.now()
@@ -82,6 +92,14 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as a Markdown table, one column per key of the first row.
+
+    Args:
+      rows: the report's rows (`report_rows`).
+
+    Returns:
+      The table's text, ending in a newline; `(no trials yet)` without rows.
+    """
     if not rows:
         return "(no trials yet)\n"
     cols = list(rows[0])
@@ -102,7 +120,15 @@ def _best(rows: Sequence[Mapping[str, Any]], sweep: Sweep) -> Mapping[str, Any] 
 
 def summarize(rows: Sequence[Mapping[str, Any]], sweep: Sweep) -> tuple[bool, str]:
     """Whether the sweep is complete (every trial COMPLETE), and a line saying so or why not
-    and what to do."""
+    and what to do.
+
+    Args:
+      rows: the report's rows (`report_rows`).
+      sweep: the sweep.
+
+    Returns:
+      `(complete, line)`.
+    """
     statuses = list({r["trial"]: r["status"] for r in rows}.values())  # per trial, not member
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
     done = counts.get("COMPLETE", 0)
@@ -130,7 +156,18 @@ def summarize(rows: Sequence[Mapping[str, Any]], sweep: Sweep) -> tuple[bool, st
 def write_report(
     rows: Sequence[Mapping[str, Any]], sweep: Sweep, workdir: str | os.PathLike
 ) -> list[str]:
-    """Writes `trials.md`, `trials.csv` and `trials.png` into `workdir`; returns their paths."""
+    """Writes `trials.md`, `trials.csv` and `trials.png` into `workdir`; returns their paths.
+
+    Each file is replaced atomically; the Markdown report is also logged.
+
+    Args:
+      rows: the report's rows (`report_rows`).
+      sweep: the sweep.
+      workdir: the sweep's directory.
+
+    Returns:
+      The paths written; `trials.png` only where `plot_metric` drew it.
+    """
     workdir = os.fspath(workdir)
     statuses = list({r["trial"]: r["status"] for r in rows}.values())  # per trial, not member
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
@@ -172,7 +209,16 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def plot_metric(rows: Sequence[Mapping[str, Any]], sweep: Sweep, path: str) -> str | None:
-    """The metric of every finished trial against each swept field, one panel per field."""
+    """The metric of every finished trial against each swept field, one panel per field.
+
+    Args:
+      rows: the report's rows (`report_rows`).
+      sweep: the sweep.
+      path: the PNG file to write, atomically.
+
+    Returns:
+      `path`, or None (nothing written) when no field is swept or no trial has finished.
+    """
     from matplotlib.figure import Figure
 
     fields = [*sweep.space, *sweep.population]
@@ -212,8 +258,17 @@ def plot_metric(rows: Sequence[Mapping[str, Any]], sweep: Sweep, path: str) -> s
 def report(sweep: Sweep | str, workdir: str | os.PathLike, *, storage: str | None = None):
     """Writes the report of a sweep as it stands, running nothing; returns the rows.
 
+    Args:
+      sweep: a `Sweep`, or the path of a sweep file.
+      workdir: the sweep's directory; the report goes there.
+      storage: the Optuna storage URL it ran with; None: the journal in `workdir`.
+
+    Returns:
+      The report's rows (`report_rows`).
+
     Raises:
-      ValueError: the storage holds no study of this sweep, or one made by another sweep file.
+      ValueError: no sweep has run in `workdir`, the storage holds no study of this sweep, or
+        one made by another sweep file.
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)

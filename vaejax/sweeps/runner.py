@@ -27,7 +27,13 @@ STOP_GRACE_S = 10  # after a forwarded signal, workers still running are killed
 
 
 def prepare(study: optuna.Study, sweep: Sweep, *, retry_failed: bool = False) -> None:
-    """Retries interrupted (and, with `retry_failed`, failed) trials; enqueues missing ones."""
+    """Retries interrupted (and, with `retry_failed`, failed) trials; enqueues missing ones.
+
+    Args:
+      study: the sweep's study.
+      sweep: the sweep.
+      retry_failed: also retry the trials that failed (raised).
+    """
     trials.recover(study, retry_failed=retry_failed)
     trials.enqueue_missing(study, sweep)
 
@@ -46,6 +52,15 @@ def run_worker(
 
     Unless `prepared`, it first retries this machine's interrupted trials and enqueues the
     missing ones, so the same call on another machine joins the sweep.
+
+    Args:
+      sweep: the sweep.
+      workdir: the sweep's directory; trial k trains in `trials/<k>/`.
+      storage: the Optuna storage URL; None: the journal in `workdir`.
+      worker_index: this worker's index; offsets its sampler's seed.
+      retry_failed: when preparing, also retry the trials that failed.
+      stop: what a signal asked for, shared with the signal handler; None: a new `Stop`.
+      prepared: skip `prepare` (the caller has done it).
     """
     stop = stop or signals.Stop()
     study = open_study(sweep, make_storage(storage, workdir), worker_index=worker_index)
@@ -212,6 +227,14 @@ def run(
       report: write `trials.md`, `trials.csv` and `trials.png` at the end.
       retry_failed: run again the trials that failed (raised) in earlier runs. Interrupted or
         killed trials are always resumed.
+
+    Returns:
+      The report's rows (`reporting.report_rows`).
+
+    Raises:
+      vaejax.sweeps.Interrupted: a signal stopped the sweep (after the report is written).
+      ValueError: `workers < 1`, `workers > 1` without a sweep file, or `workdir` holds
+        another sweep.
     """
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)

@@ -33,6 +33,14 @@ class Stop:
 
     @contextlib.contextmanager
     def while_training(self) -> Iterator[None]:
+        """Marks the `with` block as training: only inside it may a signal raise.
+
+        Yields:
+          None; `training` is True inside the block.
+
+        Raises:
+          Interrupted: a signal came before the block started.
+        """
         if self.signum is not None:
             raise Interrupted(self.signum)
         self.training = True
@@ -44,7 +52,14 @@ class Stop:
 
 def raise_in_training(stop: Stop) -> Callable[[int, object], None]:
     """A handler for a process that trains: interrupt the trial in training, else stop after
-    it; a second signal interrupts at once."""
+    it; a second signal interrupts at once.
+
+    Args:
+      stop: what a signal asked for; the handler sets its `signum` and `count`.
+
+    Returns:
+      A `(signum, frame)` handler for `signal.signal`, that raises `Interrupted` to interrupt.
+    """
 
     def handler(signum, frame):
         stop.signum = stop.signum or signum
@@ -56,7 +71,15 @@ def raise_in_training(stop: Stop) -> Callable[[int, object], None]:
 
 
 def record(stop: Stop, forward: Callable[[int], None]) -> Callable[[int, object], None]:
-    """A handler for the parent of workers: forward the signal to them, once."""
+    """A handler for the parent of workers: forward the signal to them, once.
+
+    Args:
+      stop: what a signal asked for; the handler sets its `signum` and `count`.
+      forward: called with the signal's number, on the first signal only.
+
+    Returns:
+      A `(signum, frame)` handler for `signal.signal`.
+    """
 
     def handler(signum, frame):
         stop.signum = stop.signum or signum
@@ -70,7 +93,14 @@ def record(stop: Stop, forward: Callable[[int], None]) -> Callable[[int, object]
 @contextlib.contextmanager
 def handled(handler: Callable[[int, object], None]) -> Iterator[None]:
     """Installs `handler` for SIGINT and SIGTERM, then restores the previous handlers. Only the
-    main thread may set handlers; elsewhere (a sweep run from a thread) this does nothing."""
+    main thread may set handlers; elsewhere (a sweep run from a thread) this does nothing.
+
+    Args:
+      handler: a `(signum, frame)` signal handler.
+
+    Yields:
+      None, with `handler` installed inside the block.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return

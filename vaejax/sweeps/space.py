@@ -69,19 +69,53 @@ Param = Choice | IntRange | FloatRange | Variants
 
 
 def choice(*values: Any) -> Choice:
+    """A categorical parameter: one of `values`.
+
+    Args:
+      *values: the values it may take: None, bool, int, float or str.
+
+    Returns:
+      A `Choice`.
+    """
     return Choice(tuple(values))
 
 
 def uniform(low: float, high: float) -> FloatRange:
+    """A float parameter drawn uniformly from [low, high].
+
+    Args:
+      low: the lower end.
+      high: the upper end.
+
+    Returns:
+      A `FloatRange`.
+    """
     return FloatRange(low, high)
 
 
 def log_uniform(low: float, high: float) -> FloatRange:
+    """A float parameter drawn log-uniformly from [low, high] (for learning rates, betas).
+
+    Args:
+      low: the lower end, > 0.
+      high: the upper end.
+
+    Returns:
+      A `FloatRange` with `log=True`.
+    """
     return FloatRange(low, high, log=True)
 
 
 def distribution(param: Param) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution Optuna's samplers draw `param` from."""
+    """The Optuna distribution Optuna's samplers draw `param` from.
+
+    Args:
+      param: a `Choice`, `IntRange`, `FloatRange` or `Variants`.
+
+    Returns:
+      A categorical distribution over a `Choice`'s values or a `Variants`' option names, else
+      an int or float distribution over the range.
+    """
     if isinstance(param, Choice):
         return optuna.distributions.CategoricalDistribution(param.values)
     if isinstance(param, Variants):
@@ -94,7 +128,16 @@ def distribution(param: Param) -> optuna.distributions.BaseDistribution:
 
 
 def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
-    """The trial's value of `param`: its enqueued or retried value, or the sampler's."""
+    """The trial's value of `param`: its enqueued or retried value, or the sampler's.
+
+    Args:
+      trial: the trial being run.
+      name: the parameter's name in the trial.
+      param: the parameter.
+
+    Returns:
+      The value; for `Variants`, the option's name.
+    """
     if isinstance(param, Choice | Variants):
         return trial.suggest_categorical(name, distribution(param).choices)
     if isinstance(param, IntRange):
@@ -103,12 +146,29 @@ def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
 
 
 def overrides(name: str, param: Param, value: Any) -> dict[str, Any]:
-    """The dotted config fields a parameter's value sets: one, or a Variants' bundle."""
+    """The dotted config fields a parameter's value sets: one, or a Variants' bundle.
+
+    Args:
+      name: the parameter's name, the dotted field it sets (a `Variants`' name is free).
+      param: the parameter.
+      value: its value; for `Variants`, an option's name.
+
+    Returns:
+      Dotted config field -> value.
+    """
     return dict(param.options[value]) if isinstance(param, Variants) else {name: value}
 
 
 def examples(name: str, param: Param) -> Iterator[dict[str, Any]]:
-    """Every field a parameter may set, with each value it may take (ranges: both ends)."""
+    """Every field a parameter may set, with each value it may take (ranges: both ends).
+
+    Args:
+      name: the parameter's name.
+      param: the parameter.
+
+    Yields:
+      `overrides(name, param, value)` for each such value.
+    """
     values = (param.low, param.high) if isinstance(param, IntRange | FloatRange) else None
     for value in values or distribution(param).choices:
         yield overrides(name, param, value)

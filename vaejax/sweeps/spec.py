@@ -77,13 +77,23 @@ class Sweep:
         return math.prod(len(space_lib.distribution(p).choices) for p in self.space.values())
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every point of a grid sweep, in order."""
+        """Every point of a grid sweep, in order.
+
+        Returns:
+          Parameter name -> value, one dict per point, in `itertools.product` order of the space's
+          values (an empty space: one empty point).
+        """
         names = list(self.space)
         choices = [space_lib.distribution(self.space[n]).choices for n in names]
         return [dict(zip(names, values, strict=True)) for values in itertools.product(*choices)]
 
     def members(self) -> list[dict[str, Any]]:
-        """A population trial's members: population field -> value, one dict per member."""
+        """A population trial's members: population field -> value, one dict per member.
+
+        Returns:
+          The `population` grid's points in `itertools.product` order, or, without one,
+          `{"seed": config.seed + i}` for each of the `population_size` members.
+        """
         if self.population:
             names = list(self.population)
             return [
@@ -93,14 +103,25 @@ class Sweep:
         return [{"seed": self.config.seed + i} for i in range(self.population_size)]
 
     def trial_config(self, params: Mapping[str, Any]) -> ml_collections.ConfigDict:
-        """The base config with a trial's swept values."""
+        """The base config with a trial's swept values.
+
+        Args:
+          params: swept parameter -> the trial's value.
+
+        Returns:
+          A resolved copy of `config` with each value's fields set (`space.overrides`).
+        """
         config = self.config.copy_and_resolve_references()
         for name, value in params.items():
             config.update_from_flattened_dict(space_lib.overrides(name, self.space[name], value))
         return config
 
     def fingerprint(self) -> str:
-        """What must not change while a study runs (num_trials may grow)."""
+        """What must not change while a study runs (num_trials may grow).
+
+        Returns:
+          A SHA-1 hex digest of the base config, space, metric, direction, sampler and population.
+        """
         spec = {
             "config": json.loads(self.config.to_json_best_effort()),
             "space": {k: repr(v) for k, v in self.space.items()},
@@ -221,8 +242,17 @@ def _problem(e: BaseException) -> str:
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Calls `get_sweep()` of the sweep file at `path`.
 
-    Raises `SweepFileError` (a ValueError) naming the file and its problem when the file is
-    missing (also a FileNotFoundError), does not run, or its `get_sweep()` fails.
+    Args:
+      path: the sweep file, a Python file defining `get_sweep()`.
+
+    Returns:
+      The `Sweep`, its `source` the file's absolute path and its `name`, if unset, the file's
+      name without `.py`.
+
+    Raises:
+      SweepFileError: (a ValueError) naming the file and its problem, when the file is missing
+        (then also a FileNotFoundError), does not run, or its `get_sweep()` fails or returns
+        no `Sweep`.
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):

@@ -22,6 +22,16 @@ def storage_url(storage: str | None = None, storage_file: str | None = None) -> 
     variable VAEJAX_SWEEP_STORAGE, else None (a journal file in the workdir).
 
     A file (chmod 600) or the environment keeps a database password out of the command line.
+
+    Args:
+      storage: a storage URL.
+      storage_file: a file whose first non-empty line is the URL.
+
+    Returns:
+      The URL, or None.
+
+    Raises:
+      ValueError: both are given, or `storage_file` cannot be read or is empty.
     """
     if storage and storage_file:
         raise ValueError(
@@ -51,7 +61,15 @@ def _mask(url: str) -> str:
 
 
 def redact(url: str | None) -> str:
-    """`url` with its password hidden, for messages."""
+    """`url` with its password hidden, for messages.
+
+    Args:
+      url: a storage URL, or None.
+
+    Returns:
+      The URL with its password shown as `***` (what precedes the last "@" when the URL does not
+      parse); "None" for None.
+    """
     if url is None:
         return str(url)
     if "://" not in url:
@@ -99,7 +117,14 @@ def _unreachable(parsed, e: BaseException) -> str:
 
 def retry_callback(max_retry: int | None = None):
     """Optuna's own retry: a WAITING copy of a trial (same parameters and user attributes,
-    hence the same key) that records which attempts it continues in `retry_history`."""
+    hence the same key) that records which attempts it continues in `retry_history`.
+
+    Args:
+      max_retry: how many times a trial is retried at most; None: no limit.
+
+    Returns:
+      The callback, called as `callback(study, trial)`.
+    """
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
     retry = retry or optuna.storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
@@ -116,6 +141,17 @@ def make_storage(url: str | None, workdir: str | os.PathLike) -> optuna.storages
     postgresql+psycopg2://user:pw@host/db, mysql+pymysql://...), stored with Optuna's
     RDBStorage and its heartbeat, so a worker that dies on any machine has its trial failed and
     retried by Optuna's RetryHeartbeatStaleTrialCallback.
+
+    Args:
+      url: the storage URL, or None.
+      workdir: the sweep's directory, for the default journal.
+
+    Returns:
+      The storage.
+
+    Raises:
+      ValueError: the URL does not parse, the database cannot be connected to, or its driver is
+        not installed.
     """
     from optuna.storages import journal
 
@@ -170,7 +206,21 @@ def open_study(
 ) -> optuna.Study:
     """Creates the sweep's study (with `create`), or loads it after checking that the sweep
     file is the one the study was made by (Optuna keeps no record of that: a fingerprint in
-    the study's user attributes does)."""
+    the study's user attributes does).
+
+    Args:
+      sweep: the sweep; its name is the study's.
+      storage: the Optuna storage (`make_storage`).
+      create: create the study if the storage has none of that name; else only load it.
+      worker_index: offsets the sampler's seed.
+
+    Returns:
+      The study.
+
+    Raises:
+      ValueError: the storage has no study of the sweep's name, or its study was made by a
+        different sweep.
+    """
     name = sweep.name or "sweep"
     sampler = _sampler(sweep, worker_index)
     if create:

@@ -39,21 +39,51 @@ PER_ATTEMPT = (INTERRUPTED, ERROR, SUMMARY, MEMBERS)  # a retry copies them; it 
 
 
 def key(t: FrozenTrial | optuna.Trial) -> int | None:
+    """A trial's key, its directory name `trials/<key>/`.
+
+    Args:
+      t: a trial.
+
+    Returns:
+      The key, or None for a trial without one.
+    """
     k = t.user_attrs.get(KEY)
     return None if k is None else int(k)
 
 
 def attempts(t: FrozenTrial) -> int:
+    """How many attempts a trial's key has had, this one included.
+
+    Args:
+      t: a trial.
+
+    Returns:
+      1 plus the number of attempts it continues (`retry_history`).
+    """
     return 1 + len(t.system_attrs.get("retry_history", []))
 
 
 def params(t: FrozenTrial) -> dict:
-    """A trial's parameters, including those it was enqueued with but has not suggested yet."""
+    """A trial's parameters, including those it was enqueued with but has not suggested yet.
+
+    Args:
+      t: a trial.
+
+    Returns:
+      Parameter name -> value.
+    """
     return {**t.system_attrs.get("fixed_params", {}), **t.params}
 
 
 def live_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Attempts that count: keyed, not surplus, not pruned, not continued by a retry."""
+    """Attempts that count: keyed, not surplus, not pruned, not continued by a retry.
+
+    Args:
+      trials: a study's trials.
+
+    Returns:
+      Those that count, in the given order.
+    """
     superseded = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     return [
         t
@@ -66,7 +96,14 @@ def live_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def by_key(trials: Sequence[FrozenTrial]) -> dict[int, FrozenTrial]:
-    """The attempt that counts for each key (the earliest, if two were enqueued at once)."""
+    """The attempt that counts for each key (the earliest, if two were enqueued at once).
+
+    Args:
+      trials: a study's trials.
+
+    Returns:
+      Key -> trial, in key order.
+    """
     out: dict[int, FrozenTrial] = {}
     for t in sorted(live_trials(trials), key=lambda t: t.number):
         out.setdefault(key(t), t)
@@ -74,18 +111,41 @@ def by_key(trials: Sequence[FrozenTrial]) -> dict[int, FrozenTrial]:
 
 
 def interrupted(t: FrozenTrial) -> bool:
-    """Failed without an error of its own: stopped by a signal, or its process died."""
+    """Failed without an error of its own: stopped by a signal, or its process died.
+
+    Args:
+      t: a trial.
+
+    Returns:
+      Whether it is FAIL and marked interrupted, or FAIL without an error.
+    """
     return t.state == TrialState.FAIL and bool(
         t.user_attrs.get(INTERRUPTED) or not t.user_attrs.get(ERROR)
     )
 
 
 def waiting(study: optuna.Study) -> bool:
+    """Whether the study has a WAITING trial.
+
+    Args:
+      study: the sweep's study.
+
+    Returns:
+      True if a trial waits to be run.
+    """
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def enqueue_missing(study: optuna.Study, sweep: Sweep) -> int:
-    """Enqueues each trial of the sweep that has no attempt yet; returns how many."""
+    """Enqueues each trial of the sweep that has no attempt yet; returns how many.
+
+    Args:
+      study: the sweep's study.
+      sweep: the sweep: a grid's points, or `num_trials` empty slots.
+
+    Returns:
+      The number of trials enqueued.
+    """
     trials = study.get_trials(deepcopy=False)
     before = len(trials)
     if sweep.sampler == "grid":
@@ -102,7 +162,15 @@ def enqueue_missing(study: optuna.Study, sweep: Sweep) -> int:
 def surplus_reason(trial: optuna.Trial, sweep: Sweep) -> str | None:
     """Why a claimed trial must not train, or None. Optuna makes claiming a WAITING trial
     atomic but not enqueueing one: two machines may enqueue the same key at once. The earlier
-    attempt wins; the rule depends on trial numbers only, so every worker agrees."""
+    attempt wins; the rule depends on trial numbers only, so every worker agrees.
+
+    Args:
+      trial: the trial just claimed.
+      sweep: the sweep.
+
+    Returns:
+      The reason, or None when it may train.
+    """
     k = key(trial)
     if k is None:
         return "no trial was waiting (the study has all its trials)"
@@ -122,7 +190,15 @@ def surplus_reason(trial: optuna.Trial, sweep: Sweep) -> str | None:
 def flock(path: str, *, blocking: bool) -> Iterator[bool]:
     """An advisory lock on `path`; yields whether it was taken. The kernel releases it when
     the process holding it dies, however it dies: Optuna's heartbeat needs an RDB storage and
-    a grace period, this tells a dead trial on this machine at once, with any storage."""
+    a grace period, this tells a dead trial on this machine at once, with any storage.
+
+    Args:
+      path: the lock file; it and its directory are created if missing.
+      blocking: wait for the lock; else give up at once if another process holds it.
+
+    Yields:
+      True while the lock is held; False when it was not taken (non-blocking only).
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -143,7 +219,14 @@ def flock(path: str, *, blocking: bool) -> Iterator[bool]:
 
 def fail_dead(study: optuna.Study) -> list[int]:
     """Tells FAIL each RUNNING trial of this machine whose process died (its lock is free);
-    the report then shows it INTERRUPTED, and the next run resumes it. Returns their keys."""
+    the report then shows it INTERRUPTED, and the next run resumes it.
+
+    Args:
+      study: the sweep's study.
+
+    Returns:
+      The keys of the trials told FAIL.
+    """
     host = socket.gethostname()
     keys = []
     for t in live_trials(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
@@ -160,7 +243,15 @@ def fail_dead(study: optuna.Study) -> list[int]:
 
 
 def retry(study: optuna.Study, trials: Iterable[FrozenTrial]) -> int:
-    """Enqueues Optuna's retry of each trial; returns how many."""
+    """Enqueues Optuna's retry of each trial; returns how many.
+
+    Args:
+      study: the sweep's study.
+      trials: the trials to retry.
+
+    Returns:
+      The number of retries enqueued.
+    """
     count = 0
     for t in trials:
         retry_callback()(study, t)
@@ -173,7 +264,15 @@ def recover(study: optuna.Study, *, retry_failed: bool = False) -> int:
     """Enqueues a retry of each interrupted trial (and, with `retry_failed`, of each failed
     one), after failing this machine's dead trials and, on an RDB storage, those whose
     heartbeat stopped. A retry trains in its trial's directory, so it resumes from the
-    checkpoints there. Returns how many trials were enqueued again."""
+    checkpoints there.
+
+    Args:
+      study: the sweep's study.
+      retry_failed: also retry the trials that failed (raised).
+
+    Returns:
+      How many trials were enqueued again.
+    """
     fail_dead(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
