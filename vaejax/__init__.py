@@ -8,7 +8,17 @@ back in Python (`vaejax.load`).
 
 import importlib
 
-from vaejax import hierarchical, likelihoods, networks, objectives, posteriors, priors, terms
+from vaejax import (
+    conditioning,
+    hierarchical,
+    likelihoods,
+    networks,
+    objectives,
+    posteriors,
+    priors,
+    terms,
+)
+from vaejax.conditioning import Features, Labels
 from vaejax.likelihoods import (
     Bernoulli,
     Categorical,
@@ -25,7 +35,7 @@ from vaejax.likelihoods import (
 from vaejax.networks import VAE, VAEOutput
 from vaejax.objectives import ElboTerms, elbo, estimate_log_likelihood, iwae_bound
 from vaejax.posteriors import DiagonalGaussian, InverseAutoregressiveFlow, Posterior
-from vaejax.priors import MixtureOfGaussians, Normal, Prior, StandardNormal
+from vaejax.priors import ConditionalNormal, MixtureOfGaussians, Normal, Prior, StandardNormal
 from vaejax.terms import Terms
 from vaejax.version import __version__
 
@@ -59,13 +69,16 @@ __all__ = [
     "VAE",
     "Bernoulli",
     "Categorical",
+    "ConditionalNormal",
     "ContinuousBernoulli",
     "DiagonalGaussian",
     "DiscretizedLogistic",
     "DiscretizedLogisticMixture",
     "ElboTerms",
+    "Features",
     "Gaussian",
     "InverseAutoregressiveFlow",
+    "Labels",
     "LearnedGaussian",
     "Likelihood",
     "MixtureOfGaussians",
@@ -80,6 +93,7 @@ __all__ = [
     "VAEOutput",
     "ZeroInflatedNegativeBinomial",
     "__version__",
+    "conditioning",
     "elbo",
     "estimate_log_likelihood",
     "hierarchical",

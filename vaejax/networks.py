@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import conditioning as conditioning_lib
 from vaejax import conv, terms
 from vaejax.likelihoods import Likelihood
 from vaejax.likelihoods.base import is_free
 from vaejax.posteriors import DiagonalGaussian, Posterior
-from vaejax.priors import StandardNormal
+from vaejax.priors import ConditionalNormal, StandardNormal, VampPrior
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": nn.tanh,
@@ -72,7 +73,8 @@ def posterior_heads(posterior: Posterior, h: jax.Array, latent_dim: int) -> dict
 
 
 class MLPEncoder(nn.Module):
-    """x `[B, ...]` -> posterior params, each `[B, latent_dim]`."""
+    """x `[B, ...]` (and a side input `c` `[B, C]`, concatenated to the flattened x) ->
+    posterior params, each `[B, latent_dim]`."""
 
     hidden_sizes: Sequence[int]
     latent_dim: int
@@ -81,16 +83,17 @@ class MLPEncoder(nn.Module):
     input_scale: float = 1.0  # e.g. 1/255 when the data are integer levels
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    def __call__(self, x: jax.Array, c: jax.Array | None = None) -> dict[str, jax.Array]:
         act = activation(self.activation)
-        h = x.reshape(x.shape[0], -1).astype(jnp.float32) * self.input_scale
+        h = _with_condition(x.reshape(x.shape[0], -1).astype(jnp.float32) * self.input_scale, c)
         for i, size in enumerate(self.hidden_sizes):
             h = act(nn.Dense(size, name=f"hidden_{i}")(h))
         return posterior_heads(self.posterior, h, self.latent_dim)
 
 
 class MLPDecoder(nn.Module):
-    """z `[B, D]` -> likelihood params for data of shape `[B, *data_shape]`.
+    """z `[B, D]` (and a side input `c` `[B, C]`, concatenated to z) -> likelihood params for
+    data of shape `[B, *data_shape]`.
 
     `pixel_features`: 0 for one plain `nn.Dense` head per param. When > 0, a param with an axis
     beyond the data's (the categorical's K logits per pixel) gets a `PixelHead` instead: its K
@@ -105,9 +108,9 @@ class MLPDecoder(nn.Module):
     pixel_features: int = 0
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
+    def __call__(self, z: jax.Array, c: jax.Array | None = None) -> dict[str, jax.Array]:
         act = activation(self.activation)
-        h = z
+        h = _with_condition(z, c)
         for i, size in enumerate(self.hidden_sizes):
             h = act(nn.Dense(size, name=f"hidden_{i}")(h))
         out = {}
@@ -143,6 +146,11 @@ class PixelHead(nn.Module):
         return nn.Dense(k, use_bias=False, name="shared")(f) + bias
 
 
+def _with_condition(h: jax.Array, c: jax.Array | None) -> jax.Array:
+    """`h` `[B, F]` with the side input `c` `[B, C]` appended, `[B, F + C]` (`h` without one)."""
+    return h if c is None else jnp.concatenate([h, c.astype(h.dtype)], axis=-1)
+
+
 def _free(module: nn.Module, name: str, shape: tuple[int, ...], batch: int) -> jax.Array:
     """A likelihood param learned as a free parameter (init 0), the same for every example
     (e.g. a shared variance, or a count model's dispersion per feature): `[batch, *shape]`."""
@@ -159,7 +167,8 @@ def _check_image_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 class ConvEncoder(nn.Module):
-    """Images `[B, H, W, C]` (H, W divisible by 4) -> posterior params `[B, latent_dim]`."""
+    """Images `[B, H, W, C]` (H, W divisible by 4) -> posterior params `[B, latent_dim]`; a side
+    input `c` `[B, C]` joins the image as C constant channels."""
 
     latent_dim: int
     channels: Sequence[int] = (32, 64)
@@ -169,10 +178,14 @@ class ConvEncoder(nn.Module):
     input_scale: float = 1.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    def __call__(self, x: jax.Array, c: jax.Array | None = None) -> dict[str, jax.Array]:
         act = activation(self.activation)
         _check_image_shape(x.shape[1:])
         h = x.astype(jnp.float32) * self.input_scale
+        if c is not None:  # the side input as constant channels at every pixel
+            h = jnp.concatenate(
+                [h, jnp.broadcast_to(c[:, None, None], (*h.shape[:3], c.shape[-1]))], -1
+            )
         for i, c in enumerate(self.channels):
             h = act(conv.Conv(c, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
         h = act(nn.Dense(self.hidden_size, name="hidden")(h.reshape(h.shape[0], -1)))
@@ -180,7 +193,8 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z `[B, D]` -> likelihood params for images `[B, H, W, C]` (H, W divisible by 4)."""
+    """z `[B, D]` (and a side input `c` `[B, C]`, concatenated to z) -> likelihood params for
+    images `[B, H, W, C]` (H, W divisible by 4)."""
 
     data_shape: tuple[int, ...]
     likelihood: Likelihood
@@ -189,11 +203,11 @@ class ConvDecoder(nn.Module):
     activation: str = "relu"
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
+    def __call__(self, z: jax.Array, c: jax.Array | None = None) -> dict[str, jax.Array]:
         act = activation(self.activation)
         height, width, _ = _check_image_shape(self.data_shape)
         base = (height // 4, width // 4, self.channels[0])
-        h = act(nn.Dense(self.hidden_size, name="hidden")(z))
+        h = act(nn.Dense(self.hidden_size, name="hidden")(_with_condition(z, c)))
         h = act(nn.Dense(math.prod(base), name="project")(h)).reshape(z.shape[0], *base)
         h = act(conv.ConvTranspose(self.channels[0], (3, 3), strides=(2, 2), name="deconv_0")(h))
         h = act(conv.ConvTranspose(self.channels[1], (3, 3), strides=(2, 2), name="deconv_1")(h))
@@ -221,11 +235,32 @@ class VAE(nn.Module):
     `prior`: None (the standard normal), a fixed distribution (`vaejax.priors.Prior`), or a Flax
     module returning one when called with the model's `encode` (`vaejax.priors.LearnedNormal`,
     `LearnedMixture`, `VampPrior`): its parameters live beside the encoder's and decoder's.
+
+    `conditioning` (`vaejax.conditioning.Labels` or `Features`): a conditional VAE, q(z | x, y)
+    and p(x | z, y), whose encoder and decoder take the embedded side input y as a second
+    argument (the presets concatenate it to their inputs); with the prior
+    `priors.ConditionalNormal`, p(z | y) is learned too. `bind(model, params, y=y)` gives the
+    model conditioned on a batch's y, which the objectives take as any other model.
     """
 
     encoder: nn.Module
     decoder: nn.Module
     prior: Any = None
+    conditioning: conditioning_lib.Conditioning | None = None
+
+    def __post_init__(self):
+        conditional_prior = isinstance(self.prior, ConditionalNormal)
+        if conditional_prior and self.conditioning is None:
+            raise ValueError(
+                "The prior ConditionalNormal is p(z | y) and needs a conditional model: give the "
+                "VAE conditioning=Labels(num_classes) or Features(shape), or another prior."
+            )
+        if self.conditioning is not None and isinstance(self.prior, VampPrior):
+            raise ValueError(
+                "The VampPrior encodes its pseudo-inputs, which have no side input y: with "
+                "conditioning use the prior ConditionalNormal (p(z | y)) or an unconditional one."
+            )
+        super().__post_init__()
 
     @property
     def posterior(self) -> Posterior:
@@ -240,70 +275,106 @@ class VAE(nn.Module):
         """The one stochastic layer's size (a hierarchical model lists one per layer)."""
         return (self.encoder.latent_dim,)
 
-    def encode(self, x: jax.Array) -> dict[str, jax.Array]:
-        """Runs the encoder.
+    def condition(self, y: jax.Array | None, rows: int | None = None) -> jax.Array | None:
+        """The networks' side input for `y`, checked against the model's `conditioning`.
+
+        Args:
+          y: the batch's side inputs (`[B]` labels or `[B, *shape]` features), or None.
+          rows: the rows they must match (S * B samples, sample-major); None: B.
+
+        Returns:
+          The embedded `[rows, C]` (`conditioning.embed`), or None for an unconditional model.
+        """
+        if (y is None) != (self.conditioning is None):
+            if y is None:
+                self.conditioning.check(None)  # the ValueError saying what y this model takes
+            raise ValueError(
+                "This model is not conditioned (no conditioning), so it takes no y; build it "
+                "with conditioning=Labels(num_classes) or Features(shape) to condition on y."
+            )
+        if y is None:
+            return None
+        c = self.conditioning.embed(y)
+        return c if rows is None else conditioning_lib.repeat_rows(c, rows)
+
+    def encode(self, x: jax.Array, y: jax.Array | None = None) -> dict[str, jax.Array]:
+        """Runs the encoder, q(z | x) or q(z | x, y).
 
         Args:
           x: a batch `[B, *data_shape]`.
+          y: its side inputs (a conditional model's), `[B]` labels or `[B, *shape]` features.
 
         Returns:
           The posterior's params, each `[B, ...]` (a flow's weights under "flow").
         """
-        return self.encoder(x)
+        c = self.condition(y)
+        return self.encoder(x) if c is None else self.encoder(x, c)
 
-    def decode(self, z: jax.Array) -> dict[str, jax.Array]:
-        """Runs the decoder.
+    def decode(self, z: jax.Array, y: jax.Array | None = None) -> dict[str, jax.Array]:
+        """Runs the decoder, p(x | z) or p(x | z, y).
 
         Args:
-          z: latents `[B, D]`.
+          z: latents `[N, D]`, N = S * B for S samples of each of B examples (sample-major).
+          y: the B examples' side inputs (a conditional model's).
 
         Returns:
-          The likelihood's params, each `[B, *data_shape]` (or `[B, *data_shape, K]`).
+          The likelihood's params, each `[N, *data_shape]` (or `[N, *data_shape, K]`).
         """
-        return self.decoder(z)
+        c = self.condition(y, z.shape[0])
+        return self.decoder(z) if c is None else self.decoder(z, c)
 
-    def prior_distribution(self) -> Any:
-        """p(z) as a distribution (for a learned prior: at the current parameters).
+    def prior_distribution(self, y: jax.Array | None = None) -> Any:
+        """p(z), or p(z | y), as a distribution (for a learned prior: at the current parameters).
+
+        Args:
+          y: a conditional model's side inputs `[B, ...]`; with `ConditionalNormal` the prior's
+            means and scales are then `[B, D]`.
 
         Returns:
           A `StandardNormal` of the encoder's latent size where `prior` is None, the learned
           prior's distribution, or the fixed `prior` itself.
         """
+        c = self.condition(y)
         if self.prior is None:
             return StandardNormal(self.encoder.latent_dim)
+        if isinstance(self.prior, ConditionalNormal):
+            return self.prior(c)
         if isinstance(self.prior, nn.Module):
             return self.prior(self.encode)
         return self.prior
 
-    def bound_to(self, params: Any) -> Bound:
+    def bound_to(self, params: Any, y: jax.Array | None = None) -> Bound:
         """The model at `params` (what `bind` returns for a `VAE`).
 
         Args:
           params: the model's parameter tree.
+          y: a conditional model's side inputs for the batches it will see, `[B, ...]`.
 
         Returns:
           The `Bound` model.
         """
-        return Bound(self, params)
+        return Bound(self, params, y)
 
-    def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
-        q = self.encode(x)
+    def __call__(self, x: jax.Array, key: jax.Array, y: jax.Array | None = None) -> VAEOutput:
+        q = self.encode(x, y)
         z = self.posterior.sample(key, q)
-        self.prior_distribution()  # creates a learned prior's parameters at `init`
-        return VAEOutput(q, z, self.decode(z))
+        self.prior_distribution(y)  # creates a learned prior's parameters at `init`
+        return VAEOutput(q, z, self.decode(z, y))
 
 
 class Bound(tuple):
     """What `bind` returns for a `VAE`: unpacks as `(encode, decode)`; `.prior` is the bound
-    prior, `.infer(x)` the one-layer `terms.Inference` the objectives take as `model=`."""
+    prior, `.infer(x)` the one-layer `terms.Inference` the objectives take as `model=`. A
+    conditional model's is bound to one batch's side inputs `y` too: its functions, prior and
+    inference are those given y."""
 
-    def __new__(cls, model: VAE, params: Any) -> Bound:
+    def __new__(cls, model: VAE, params: Any, y: jax.Array | None = None) -> Bound:
         variables = {"params": params}
-        encode = lambda x: model.apply(variables, x, method=VAE.encode)
-        decode = lambda z: model.apply(variables, z, method=VAE.decode)
+        encode = lambda x: model.apply(variables, x, y, method=VAE.encode)
+        decode = lambda z: model.apply(variables, z, y, method=VAE.decode)
         self = super().__new__(cls, (encode, decode))
         self.encode, self.decode = encode, decode
-        self.prior = model.apply(variables, method=VAE.prior_distribution)
+        self.prior = model.apply(variables, y, method=VAE.prior_distribution)
         self.likelihood, self.posterior = model.likelihood, model.posterior
         self.latent_sizes = model.latent_sizes
         return self
@@ -348,7 +419,7 @@ class Bound(tuple):
 
         Args:
           key: a PRNG key for the draws.
-          num: N, the number of draws.
+          num: N, the number of draws (a conditional model's: one per bound y).
 
         Returns:
           The likelihood's params, each `[N, *data_shape]` (or `[N, *data_shape, K]`).
@@ -356,7 +427,7 @@ class Bound(tuple):
         return self.decode(self.prior.sample(key, (num,)))
 
 
-def bind(model: Any, params: Any) -> Any:
+def bind(model: Any, params: Any, y: jax.Array | None = None) -> Any:
     """The model at `params`, as the objectives take it (`model=bind(model, params)`).
 
     For a `VAE`: `encode, decode = bind(model, params)` as ever, `.prior` is p(z) at `params`
@@ -366,25 +437,38 @@ def bind(model: Any, params: Any) -> Any:
     Args:
       model: a `VAE`, or any module with `bound_to(params)`.
       params: its parameters (`init`, or a trained state's).
+      y: a conditional model's side inputs for one batch, `[B]` labels or `[B, *shape]`
+        features (`VAE.conditioning`); the objectives then reduce the terms given y, e.g. the
+        conditional ELBO on log p(x | y).
 
     Returns:
       The bound model: an `(encode, decode)` pair with `.prior` and `.infer` for a `VAE`.
     """
-    return model.bound_to(params)
+    if y is None:
+        return model.bound_to(params)
+    if getattr(model, "conditioning", None) is None:
+        raise ValueError(
+            f"{type(model).__name__} is not a conditional model, so it takes no y: build a VAE "
+            "with conditioning=Labels(num_classes) or Features(shape) (the one-layer presets)."
+        )
+    return model.bound_to(params, y)
 
 
-def init(model: VAE, key: jax.Array, x: jax.Array) -> Any:
+def init(model: VAE, key: jax.Array, x: jax.Array, y: jax.Array | None = None) -> Any:
     """Initial params from a batch `x` (only its shape and dtype matter).
 
     Args:
       model: the VAE (or a hierarchical model) to initialize.
       key: a PRNG key for the initializers.
       x: a batch `[B, *data_shape]` of the data's dtype.
+      y: a conditional model's side inputs for it.
 
     Returns:
       The parameter tree, `model.init(...)["params"]`.
     """
-    return model.init(key, x, jax.random.key(0))["params"]
+    if y is None:
+        return model.init(key, x, jax.random.key(0))["params"]
+    return model.init(key, x, jax.random.key(0), y)["params"]
 
 
 def set_output_bias(params: Any, bias: Mapping[str, np.ndarray]) -> Any:

@@ -266,8 +266,12 @@ class DiagonalGaussian:
             return 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
         if isinstance(prior, Normal):
             # log s_p - log s_q + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2
-            log_ratio = log_std - prior.log_scale[None]
-            diff = (mean - prior.mean[None]) * jnp.exp(-prior.log_scale[None])
+            # The prior's `[D]` (or a conditional prior's `[B, D]`) broadcasts against `[B, D]`.
+            prior_mean, prior_log_scale = (
+                jnp.broadcast_to(a, mean.shape) for a in (prior.mean, prior.log_scale)
+            )
+            log_ratio = log_std - prior_log_scale
+            diff = (mean - prior_mean) * jnp.exp(-prior_log_scale)
             return 0.5 * (jnp.exp(2.0 * log_ratio) + jnp.square(diff) - 1.0) - log_ratio
         return None
 

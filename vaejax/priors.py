@@ -120,7 +120,8 @@ class StandardNormal(struct.PyTreeNode):
 
 
 class Normal(struct.PyTreeNode):
-    """N(mean, diag(exp(log_scale)^2)): a diagonal Gaussian with its own parameters, `[D]` each."""
+    """N(mean, diag(exp(log_scale)^2)): a diagonal Gaussian with its own parameters, `[D]` each
+    (or `[B, D]`: one per example, a conditional prior p(z | y)'s)."""
 
     mean: jax.Array
     log_scale: jax.Array
@@ -140,7 +141,8 @@ class Normal(struct.PyTreeNode):
         """
         z = jnp.asarray(z)
         eps = (z - _lead(self.mean, z)) * _lead(jnp.exp(-self.log_scale), z)
-        return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - self.log_scale.sum(-1)
+        log_norm = self.log_scale.sum(-1)  # [] or, for a conditional prior, [B]
+        return -0.5 * (jnp.square(eps) + _LOG_2PI).sum(-1) - _lead(log_norm, eps[..., 0])
 
     def sample(self, key: jax.Array, shape: Sequence[int]) -> jax.Array:
         """Draws mean + scale * eps.
@@ -253,6 +255,20 @@ class LearnedNormal(nn.Module):
         return Normal(mean, self.param("log_scale", zeros, (self.latent_dim,)))
 
 
+class ConditionalNormal(nn.Module):
+    """p(z | y) = N(mean(y), diag(exp(log_scale(y))^2)) of a conditional VAE: a plain `nn.Dense`
+    head each from the embedded side input (`VAE.condition`), zero-initialized, so it starts
+    at N(0, I). Its `Normal` has `[B, D]` means and scales, one per example."""
+
+    latent_dim: int
+
+    @nn.compact
+    def __call__(self, c: jax.Array) -> Normal:
+        zeros = nn.initializers.zeros
+        dense = lambda name: nn.Dense(self.latent_dim, kernel_init=zeros, name=name)(c)
+        return Normal(dense("mean"), dense("log_scale"))
+
+
 class LearnedMixture(nn.Module):
     """A mixture of `num_components` diagonal Gaussians: learned weights, means and scales.
 
@@ -317,7 +333,7 @@ class VampPrior(nn.Module):
         )
 
 
-PRIORS = ("standard_normal", "normal", "mixture", "vampprior")
+PRIORS = ("standard_normal", "normal", "mixture", "vampprior", "conditional_normal")
 
 
 def make(
@@ -331,8 +347,8 @@ def make(
     """The prior named in a config: a fixed distribution or a module with its parameters.
 
     Args:
-      name: one of `PRIORS`: "standard_normal", "normal" (learned), "mixture" (learned), or
-        "vampprior".
+      name: one of `PRIORS`: "standard_normal", "normal" (learned), "mixture" (learned),
+        "vampprior", or "conditional_normal" (learned p(z | y), for a conditional model).
       latent_dim: D, the size of z (a hierarchy's top layer).
       data_shape: one example's shape (the VampPrior's pseudo-inputs have it).
       posterior: the encoder's posterior (the VampPrior's mixture is of it).
@@ -349,4 +365,6 @@ def make(
         return LearnedMixture(latent_dim, num_components)
     if name == "vampprior":
         return VampPrior(num_components, tuple(data_shape), posterior)
+    if name == "conditional_normal":
+        return ConditionalNormal(latent_dim)
     raise ValueError(f"Unknown prior {name!r}; valid: {list(PRIORS)}.")
