@@ -4,6 +4,8 @@
   python -m experiments.encode --workdir=runs/mnist --data=my_images.npy --out=codes.npz
 
 The .npz holds `codes` `[N, latent_dim]` float32 (E_q[z | x]) and, for a split, `labels` `[N]`.
+A model conditioned on the label encodes each example given its label (E_q[z | x, y]): a
+split's own, or with --data those of --labels=labels.npy.
 `--split` is a TFDS split of the dataset the run trained on ("train", "test", "train[:1000]";
 the run's validation examples are its last `data.num_valid` train examples, e.g.
 "train[-10000:]"). `--data` is a .npy array of raw examples as the dataset stores them (uint8
@@ -21,6 +23,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Work directory of a trained run.")
 flags.DEFINE_string("split", "test", "A split of the run's dataset to encode.")
 flags.DEFINE_string("data", None, "A .npy file of raw examples to encode instead of a split.")
+flags.DEFINE_string(
+    "labels", None, "With --data, for a model conditioned on the label: a .npy of labels [N]."
+)
 flags.DEFINE_string("out", "codes.npz", "Where to write the codes (.npz, appended if missing).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir; default the run's, else $TFDS_DATA_DIR.")
 flags.DEFINE_integer("batch_size", 1000, "Examples encoded per call.")
@@ -29,13 +34,18 @@ flags.DEFINE_integer("member", None, "For a population's work directory, which m
 flags.mark_flags_as_required(["workdir"])
 
 
-def encode(model: vaejax.TrainedModel, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Posterior means of `x` `[N, ...]`, `batch_size` examples at a time: `[N, latent_dim]`."""
+def encode(
+    model: vaejax.TrainedModel, x: np.ndarray, batch_size: int, y: np.ndarray | None = None
+) -> np.ndarray:
+    """Posterior means of `x` `[N, ...]`, `batch_size` examples at a time: `[N, latent_dim]`;
+    a conditional model's given the side inputs `y` `[N, ...]`."""
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1; got {batch_size}.")
-    model.check(x)  # the whole array, before the first batch
+    model.check(x)  # the whole arrays, before the first batch
+    y = model.side_input(y, len(x))
+    rows = lambda a, start: None if a is None else a[start : start + batch_size]
     codes = [
-        np.asarray(model.posterior_mean(x[start : start + batch_size]))
+        np.asarray(model.posterior_mean(rows(x, start), y=rows(y, start)))
         for start in range(0, len(x), batch_size)
     ]
     return np.concatenate(codes) if codes else np.zeros((0, model.latent_dim), np.float32)
@@ -82,13 +92,15 @@ def main(argv):
     std_logging.getLogger("vaejax").setLevel(std_logging.INFO)
     out_file = out_path(FLAGS.out)
     x = read_array(FLAGS.data) if FLAGS.data else None  # a bad file fails before the model loads
+    labels = read_array(FLAGS.labels) if FLAGS.labels else None
     model = vaejax.load(FLAGS.workdir, step=FLAGS.step, member=FLAGS.member)
     if FLAGS.data:
-        labels, source = None, FLAGS.data
+        source = FLAGS.data
     else:
         x, labels = model.read_split(FLAGS.split, data_dir=FLAGS.data_dir)
         source = f"{model.config.data.name} {FLAGS.split}"
-    codes = encode(model, x, FLAGS.batch_size)
+    conditioned = vaejax.networks.is_conditional(model.model)
+    codes = encode(model, x, FLAGS.batch_size, labels if conditioned else None)
     out = {"codes": codes} | ({} if labels is None else {"labels": labels})
     np.savez(out_file, **out)
     std_logging.getLogger("vaejax").info(

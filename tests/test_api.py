@@ -22,6 +22,7 @@ PAGES = [
     ["docs/guide/own_code.md", "docs/guide/hierarchies.md"],
     ["docs/guide/trained.md"],
     ["docs/guide/data.md"],
+    ["docs/guide/conditional.md"],
 ]
 
 

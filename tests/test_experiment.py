@@ -319,7 +319,9 @@ def test_own_model_and_data_replace_the_configured_ones(tmp_path):
 def test_every_config_loads_and_builds(name):
     config = config_lib.read(importlib.import_module(f"experiments.configs.{name}").get_config())
     assert config.model.preset and config.data.preprocessing
-    build.build_model(config.model, (28, 28, 1), build.build_likelihood(config.model))
+    num_classes = 10 if config.data.conditioning == "label" else 0  # MNIST's, for cvae.py
+    likelihood = build.build_likelihood(config.model)
+    build.build_model(config.model, (28, 28, 1), likelihood, num_classes)
 
 
 def test_pixel_features_give_the_mlp_decoder_a_pixel_head():

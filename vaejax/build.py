@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import optax
 
+from vaejax import conditioning, hierarchical, likelihoods, posteriors, priors, train
 from vaejax import config as config_lib
-from vaejax import hierarchical, likelihoods, posteriors, priors, train
 
 # The format of what a run saves (the checkpoint's tree and metadata, config.json): `vaejax.load`
 # refuses a work directory of another format. Bump it when older checkpoints no longer restore.
 FORMAT_VERSION = 1
 
 
-def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
+def build_model(cfg: config_lib.Model, data_shape, likelihood, num_classes: int = 0) -> Any:
     """The VAE of `cfg.preset`, built from its own fields (`cfg.net`), with the config's
     posterior and prior (`cfg.prior`, one of `priors.PRIORS`, with `cfg.prior_components`
     components or pseudo-inputs); a hierarchy's prior is on its top layer.
@@ -30,6 +30,8 @@ def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
       cfg: the model section of a read config (`config.Model`).
       data_shape: one example's shape, e.g. `(28, 28, 1)`.
       likelihood: p(x | z) (`build_likelihood`).
+      num_classes: > 0: a VAE conditioned on a class label in `[0, num_classes)`
+        (`conditioning.Labels`, `config.data.conditioning = "label"`); 0: none.
 
     Returns:
       An unbound Flax model: a `networks.VAE`, or a `vaejax.hierarchical` model for the
@@ -49,7 +51,10 @@ def build_model(cfg: config_lib.Model, data_shape, likelihood) -> Any:
         posterior=posterior,
         num_components=cfg.prior_components,
     )
-    return model if cfg.prior == "standard_normal" else model.clone(prior=prior)
+    labels = {"conditioning": conditioning.Labels(num_classes)} if num_classes else {}
+    if cfg.prior != "standard_normal":
+        labels["prior"] = prior
+    return model.clone(**labels) if labels else model
 
 
 def build_likelihood(cfg: config_lib.Model) -> Any:
@@ -134,19 +139,23 @@ def describe(
     preprocessing: Any,
     *,
     custom_model: Any = None,
+    num_classes: int = 0,
 ) -> dict[str, Any]:
     """What a trained model was built from, as JSON (a checkpoint's metadata, for `vaejax.load`):
-    the config, the shape and dtype of its data after `preprocessing`, and a custom model's repr.
+    the config, the shape and dtype of its data after `preprocessing`, a custom model's repr,
+    and a label-conditioned model's number of classes.
 
     Args:
       config: the run's read config (its `given` dict is recorded).
       train_x: the preprocessed train split `[N, *data_shape]`; only its shape and dtype matter.
       preprocessing: the `Preprocessing` that made the data (a dataclass).
       custom_model: a model given instead of the config's, or None.
+      num_classes: a model conditioned on the label's classes (0: not conditioned).
 
     Returns:
-      A JSON-compatible dict: `"config"`, `"data_shape"`, `"data_dtype"`, `"preprocessing"`
-      and `"custom_model"` (a repr, or None); values JSON cannot hold become strings.
+      A JSON-compatible dict: `"config"`, `"data_shape"`, `"data_dtype"`, `"preprocessing"`,
+      `"custom_model"` (a repr, or None) and `"num_classes"`; values JSON cannot hold become
+      strings.
     """
     description = {
         "config": config.given,
@@ -154,6 +163,7 @@ def describe(
         "data_dtype": str(train_x.dtype),
         "preprocessing": dataclasses.asdict(preprocessing),
         "custom_model": None if custom_model is None else repr(custom_model),
+        "num_classes": num_classes,
     }
     return json.loads(json.dumps(description, default=str))
 

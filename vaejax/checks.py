@@ -16,7 +16,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from vaejax import build, likelihoods, population
+from vaejax import build, conditioning, likelihoods, population
 from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.fields import ConfigError
@@ -223,4 +223,67 @@ def check_run(
         name = run_cfg.data.preprocessing
         binary = data is None and run_cfg.data.name in data_lib.BINARY_DATASETS
     check_likelihood_fits(likelihood, name, binary=binary)
+    for cfg in member_cfgs:
+        check_conditioning(cfg, model)
     return run_cfg, member_cfgs, likelihood
+
+
+def check_conditioning(cfg: config_lib.Config, model: Any = None) -> None:
+    """`config.data.conditioning` against the model: its preset, its prior, a given model's.
+
+    Args:
+      cfg: a read config.
+      model: a model given instead of the config's, or None.
+
+    Raises:
+      ConfigError: a combination that cannot condition (or would ignore the label).
+    """
+    labelled = cfg.data.conditioning == "label"
+    if model is not None:
+        if labelled != isinstance(getattr(model, "conditioning", None), conditioning.Labels):
+            raise ConfigError(
+                f"config.data.conditioning={cfg.data.conditioning!r} but the given model "
+                f"{'has no' if labelled else 'has'} conditioning: give a VAE with "
+                "conditioning=Labels(num_classes) for 'label', or none for 'none'."
+            )
+        return
+    if labelled and isinstance(cfg.model.net, config_lib.Layers):
+        raise ConfigError(
+            f"config.data.conditioning='label' needs a one-stochastic-layer preset (mlp, conv, "
+            f"kingma2013, burda2015); the hierarchical preset {cfg.model.preset!r} takes no label."
+        )
+    if labelled and cfg.model.prior == "vampprior":
+        raise ConfigError(
+            "config.model.prior='vampprior' encodes pseudo-inputs, which have no label: with "
+            "config.data.conditioning='label' use prior 'conditional_normal' or another one."
+        )
+    if not labelled and cfg.model.prior == "conditional_normal":
+        raise ConfigError(
+            "config.model.prior='conditional_normal' is p(z | y), which needs a label: set "
+            "config.data.conditioning='label', or choose another prior."
+        )
+
+
+def check_labels(data: data_lib.Data, num_classes: int) -> None:
+    """A label-conditioned run's labels: one per example of every split, in `[0, num_classes)`.
+
+    Args:
+      data: the run's splits.
+      num_classes: K (`data.num_classes`).
+
+    Raises:
+      ValueError: a split without labels, or labels of the wrong shape or range, by name.
+    """
+    splits = [s for s in ("train", "valid", "test") if len(getattr(data, s))]
+    for split in splits:
+        if getattr(data, f"{split}_labels") is None:
+            raise ValueError(
+                f"config.data.conditioning='label' needs labels, and the {split} split has none: "
+                f"give Data({split}_labels=...) (an int array [N]), or conditioning 'none'."
+            )
+    labels = conditioning.Labels(num_classes)
+    for split in splits:
+        try:
+            labels.check(getattr(data, f"{split}_labels"), batch=len(getattr(data, split)))
+        except ValueError as e:
+            raise ValueError(f"The {split} split's labels: {e}") from None

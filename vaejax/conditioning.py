@@ -156,3 +156,18 @@ def repeat_rows(c: jax.Array, rows: int) -> jax.Array:
             "many y as examples (or samples of each)."
         )
     return jnp.tile(c, (rows // c.shape[0], 1))
+
+
+def split(batch: Any) -> tuple[Any, Any]:
+    """A batch as the pipeline passes it: `x`, or `(x, y)` for a conditional model.
+
+    Args:
+      batch: an array `x` `[B, *event]`, or a pair `(x, y)` of it and its side inputs `[B, ...]`.
+
+    Returns:
+      `(x, y)`, with y None for a plain batch.
+    """
+    if isinstance(batch, tuple):
+        x, y = batch
+        return x, y
+    return batch, None

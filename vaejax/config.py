@@ -33,6 +33,9 @@ def _wrapped(make, where: str) -> Any:
         raise ConfigError(f"{where}: {e}") from None
 
 
+CONDITIONINGS = ("none", "label")
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
     name: str = one_of((*data_lib.DATASETS, data_lib.SYNTHETIC), default="mnist")
@@ -40,6 +43,8 @@ class Data:
     preprocessing: str = one_of(data_lib.PREPROCESSINGS, default="dynamic_binarize")
     num_valid: int = at_least(0, default=10_000)
     num_train: int = at_least(0, default=0, note=" (0: every train example)")
+    # "label": a conditional VAE, q(z | x, y), p(x | z, y), on each example's class label y.
+    conditioning: str = one_of(CONDITIONINGS, default="none")
 
     def __post_init__(self):
         fields.check(self, "config.data")

@@ -76,6 +76,34 @@ class Data:
             object.__setattr__(self, "preprocessing", Preprocessing(self.info["preprocessing"]))
 
 
+def inputs(data: Data, split: str, conditioned: bool) -> Any:
+    """A split as a model takes it: the examples, or a conditional model's `(x, labels)`.
+
+    Args:
+      data: the splits.
+      split: "train", "valid" or "test".
+      conditioned: the model is conditioned on the label (`config.data.conditioning`).
+
+    Returns:
+      `[N, *data_shape]`, or the pair of it and the split's labels `[N]`.
+    """
+    x = getattr(data, split)
+    return (x, getattr(data, f"{split}_labels")) if conditioned else x
+
+
+def num_classes(data: Data) -> int:
+    """The classes of a conditional run's labels: one more than the largest label of any split.
+
+    Args:
+      data: splits with labels.
+
+    Returns:
+      K, so that every label is in `[0, K)`; 0 where there are none.
+    """
+    labels = [y for y in (data.train_labels, data.valid_labels, data.test_labels) if y is not None]
+    return max((int(np.max(y)) + 1 for y in labels if len(y)), default=0)
+
+
 def resolve_data_dir(data_dir: str | None) -> str | None:
     """The explicit `data_dir`, else `$TFDS_DATA_DIR`, else None (the tfds default).
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import cpu_fastpaths, networks
+from vaejax import conditioning, cpu_fastpaths, networks
 from vaejax import data as data_lib
 from vaejax.objectives import elbo, estimate_log_likelihood
 
@@ -26,27 +26,37 @@ _jit = cpu_fastpaths.evaluation_jit
 
 
 def _batched(
-    fn: Callable[..., dict[str, jax.Array]], x: np.ndarray, key: jax.Array, batch_size: int
+    fn: Callable[..., dict[str, jax.Array]], x: Any, key: jax.Array, batch_size: int
 ) -> dict[str, np.ndarray]:
-    """Runs `fn(key_i, x_i) -> {name: [b]}` over batches of `x`; concatenates per-example values.
+    """Runs `fn(key_i, x_i) -> {name: [b]}` over batches of `x` (an array, or a conditional
+    model's `(x, y)`); concatenates per-example values.
 
     The last batch is padded to `batch_size` (one compiled shape) and the padding dropped.
     """
     out: dict[str, list[np.ndarray]] = {}
-    for i, start in enumerate(range(0, len(x), batch_size)):
-        chunk = x[start : start + batch_size]
-        n = len(chunk)
-        if n < batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
-        res = fn(jax.random.fold_in(key, i), jnp.asarray(chunk))
+    for i, start in enumerate(range(0, _size(x), batch_size)):
+        chunk = jax.tree.map(functools.partial(_rows, start=start, size=batch_size), x)
+        n = min(batch_size, _size(x) - start)
+        res = fn(jax.random.fold_in(key, i), jax.tree.map(jnp.asarray, chunk))
         for name, v in res.items():
             out.setdefault(name, []).append(np.asarray(v)[:n])
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
+def _rows(a: np.ndarray, start: int, size: int) -> np.ndarray:
+    """`a[start : start + size]`, padded to `size` rows with copies of its last."""
+    rows = a[start : start + size]
+    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), 0)])
+
+
+def _size(inputs: Any) -> int:
+    return len(conditioning.split(inputs)[0])
+
+
 @functools.partial(_jit, static_argnames=("model",))
-def _elbo_batch(params, key, x, *, model) -> dict[str, jax.Array]:
-    bound = networks.bind(model, params)
+def _elbo_batch(params, key, inputs, *, model) -> dict[str, jax.Array]:
+    x, y = conditioning.split(inputs)
+    bound = networks.bind(model, params, y=y)
     t = elbo(key, x, model=bound)
     out = {"elbo": t.elbo, "log_likelihood": t.log_likelihood, "kl": t.kl}
     codes = bound.codes(x)
@@ -70,7 +80,7 @@ def elbo_terms(
     Args:
       model: the VAE (or hierarchical model).
       params: its parameters.
-      x: the split `[N, *data_shape]`, preprocessed.
+      x: the split `[N, *data_shape]`, preprocessed (a conditional model's: `(x, y)`).
       key: a PRNG key; batch i draws from `fold_in(key, i)`.
       batch_size: images per batch (the last batch is padded, the padding dropped).
 
@@ -91,7 +101,7 @@ def elbo_summary(
     Args:
       model: the VAE (or hierarchical model).
       params: its parameters.
-      x: the split `[N, *data_shape]`, preprocessed.
+      x: the split `[N, *data_shape]`, preprocessed (a conditional model's: `(x, y)`).
       key: a PRNG key for the samples.
       batch_size: images per batch.
 
@@ -117,22 +127,24 @@ def log_px(
 
     The importance-sampled log p(x) with the encoder run once and the decoder on `chunk_size`
     samples of every example at a time; with `chunk_size = num_samples`, the IWAE-k bound.
+    For a conditional model `x` is `(x, y)`, and this is log p(x | y).
 
     Args:
       model: the VAE (or hierarchical model).
       params: its parameters.
       key: a PRNG key for the importance samples.
-      x: a batch `[B, *data_shape]`, preprocessed.
+      x: a batch `[B, *data_shape]`, preprocessed (a conditional model's: `(x, y)`).
       num_samples: k, importance samples per example.
       chunk_size: samples decoded at a time.
 
     Returns:
       `[B]` log p(x) estimates, nats.
     """
+    x, y = conditioning.split(x)
     return estimate_log_likelihood(
         key,
         x,
-        model=networks.bind(model, params),
+        model=networks.bind(model, params, y=y),
         num_samples=num_samples,
         chunk_size=chunk_size,
     )
@@ -196,7 +208,7 @@ def evaluate_test(
     Args:
       model: the VAE (or hierarchical model).
       params: its parameters.
-      x: the test images `[N, *data_shape]`, preprocessed.
+      x: the test images `[N, *data_shape]`, preprocessed (a conditional model's: `(x, y)`).
       key: a PRNG key; each bound draws from its own split of it.
       iwae_samples: k of the IWAE bound (0: skip it).
       nll_samples: importance samples of the log-likelihood estimate (0: skip it).
@@ -231,8 +243,9 @@ def evaluate_test(
             log_px = float(_batched(fn, x, k, batch_size)["log_px"].mean())
             out[name] = -log_px if name.startswith("nll") else log_px
     if nll_samples and preprocessing is not None:
-        bpd = bits_per_dim(out[f"nll_{nll_samples}"], int(np.prod(x.shape[1:])), preprocessing)
+        data_shape = conditioning.split(x)[0].shape[1:]
+        bpd = bits_per_dim(out[f"nll_{nll_samples}"], int(np.prod(data_shape)), preprocessing)
         if bpd is not None:
             out["bits_per_dim"] = bpd
-    out["num_examples"] = len(x)
+    out["num_examples"] = _size(x)
     return out

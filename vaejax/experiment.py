@@ -63,6 +63,7 @@ class Run:
     is_population: bool = False
     custom_model: bool = False
     custom_data: bool = False
+    num_classes: int = 0  # a label-conditioned model's classes
 
 
 def setup(
@@ -98,8 +99,13 @@ def setup(
     for m in run_members:  # every split, on the host, before any compilation
         splits = {"train": m.data.train, "valid": m.data.valid, "test": m.data.test}
         checks.check_splits(splits, likelihood, preprocessing=preprocessing, batch_size=batch_size)
+    num_classes = 0
+    if config.data.conditioning == "label":
+        num_classes = model.conditioning.num_classes if model else data_lib.num_classes(first)
+        for m in run_members:
+            checks.check_labels(m.data, num_classes)
     if model is None:
-        model = build.build_model(config.model, first.train.shape[1:], likelihood)
+        model = build.build_model(config.model, first.train.shape[1:], likelihood, num_classes)
 
     mesh = train.data_mesh(jax.devices())
     train.check_batch_size(batch_size, mesh)
@@ -134,6 +140,7 @@ def setup(
         is_population=stacked,
         custom_model=custom_model,
         custom_data=data is not None,
+        num_classes=num_classes,
     )
 
 
@@ -218,7 +225,8 @@ def validate(run: Run, step: int) -> None:
     for i, m in enumerate(run.members):
         if m.error is None and len(m.data.valid):
             params = run.member_tree(run.state.eval_params, i)
-            valid = evaluate.elbo_summary(run.model, params, m.data.valid, m.key_eval)
+            inputs = data_lib.inputs(m.data, "valid", networks.is_conditional(run.model))
+            valid = evaluate.elbo_summary(run.model, params, inputs, m.key_eval)
             m.writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()})
             log.info("epoch %d step %d: %s", step // run.steps_per_epoch, step, valid)
 
@@ -240,6 +248,7 @@ def save(run: Run, step: int, train_time_s: float) -> None:
                 m.data.train,
                 m.data.preprocessing or run.preprocessing,
                 custom_model=run.model if run.custom_model else None,
+                num_classes=run.num_classes,
             )
             for m in run.members
         ],

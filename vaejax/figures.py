@@ -25,7 +25,10 @@ def write_figures(
     """Prior samples, reconstructions, curves and, for 2-D latents, manifold and code scatter.
 
     Samples, reconstructions and the manifold are drawn for image data (`[N, H, W(, C)]`) only;
-    the curves come from `<workdir>/metrics.jsonl`, the code scatter needs the test labels.
+    the curves come from `<workdir>/metrics.jsonl`, the code scatter needs the test labels. A
+    label-conditioned model's samples are one row per class (10 each, `class_samples.png`),
+    its reconstructions and codes are given each test image's label, and it has no manifold
+    (that would be one per class).
 
     Args:
       model: the trained VAE.
@@ -38,23 +41,26 @@ def write_figures(
     Returns:
       The names of the files written, relative to `workdir`.
     """
-    bound = networks.bind(model, params)
-    mean_image = jax.jit(lambda z: model.likelihood.mean(bound.decode(z)))
+    labelled = networks.is_conditional(model)
+    given = lambda y: networks.bind(model, params, y=y if labelled else None)
     shown_mean = lambda params: shown(model.likelihood.mean(params))
     shown = lambda x: preprocessing.to_pixels(np.asarray(x))
     images = d.test.ndim in (3, 4)
     paths = []
     if images:
+        classes = getattr(model.conditioning, "num_classes", 0) if labelled else 0
+        y = np.repeat(np.arange(classes), 10) if classes else None
         paths += [
             plots.save_samples(
-                os.path.join(workdir, "samples.png"),
-                shown_mean(bound.sample_prior(key, 100)),  # from the model's prior, top down
+                os.path.join(workdir, "class_samples.png" if classes else "samples.png"),
+                # from the model's prior, top down; a conditional model's: 10 per class, a row each
+                shown_mean(given(y).sample_prior(key, 100 if y is None else len(y))),
                 value_range=(0, 1),
             ),
             plots.save_reconstructions(
                 os.path.join(workdir, "reconstructions.png"),
                 shown(d.test[:20]),
-                shown_mean(bound.reconstruct(jnp.asarray(d.test[:20]))),
+                shown_mean(given(_labels(d, 20)).reconstruct(jnp.asarray(d.test[:20]))),
                 value_range=(0, 1),
             ),
         ]
@@ -69,10 +75,13 @@ def write_figures(
     records = [r for r in records if len(r) > 1]
     if records:
         paths.append(plots.save_curves(os.path.join(workdir, "curves.png"), records))
-    if bound.latent_sizes != (2,):  # one stochastic layer of two dimensions only
+    if tuple(model.latent_sizes) != (2,):  # one stochastic layer of two dimensions only
         return [os.path.basename(str(p)) for p in paths]
-    codes = evaluate.elbo_terms(model, params, d.test, key)["posterior_mean"]
-    if images:
+    test = data_lib.inputs(d, "test", labelled)
+    codes = evaluate.elbo_terms(model, params, test, key)["posterior_mean"]
+    if images and not labelled:
+        bound = given(None)
+        mean_image = jax.jit(lambda z: model.likelihood.mean(bound.decode(z)))
         paths.append(
             plots.save_latent_manifold(
                 os.path.join(workdir, "latent_manifold.png"),
@@ -87,6 +96,10 @@ def write_figures(
             plots.save_latent_scatter(os.path.join(workdir, "latent_codes.png"), codes, labels)
         )
     return [os.path.basename(str(p)) for p in paths]
+
+
+def _labels(d: data_lib.Data, n: int) -> np.ndarray | None:
+    return None if d.test_labels is None else d.test_labels[:n]
 
 
 def manifold_axes(prior: Any, codes: np.ndarray, n: int = 20) -> np.ndarray:

@@ -64,11 +64,9 @@ def load(
     data_shape = tuple(description["data_shape"])
     if model is None:
         model = _build_model(config, data_shape, description, workdir)
-    expected = jax.eval_shape(
-        lambda: networks.init(
-            model, jax.random.key(0), jnp.zeros((1, *data_shape), description["data_dtype"])
-        )
-    )
+    x = jnp.zeros((1, *data_shape), description["data_dtype"])
+    y = jnp.zeros((1,), jnp.int32) if description.get("num_classes") else None
+    expected = jax.eval_shape(lambda: networks.init(model, jax.random.key(0), x, y))
     stacked = len(metadata["members"]) > 1 or _is_stacked(tree["params"], expected)
     pick = (lambda t: jax.tree.map(lambda a: a[member or 0], t)) if stacked else (lambda t: t)
     ema = tree.get("ema_params") is not None
@@ -190,7 +188,8 @@ def _build_model(config, data_shape, description, workdir) -> Any:
             f"{description['custom_model'][:200]}... Pass it: vaejax.load(workdir, model=...)."
         )
     cfg = config_lib.read(config_lib.own_fields(config)).model
-    return build.build_model(cfg, data_shape, build.build_likelihood(cfg))
+    likelihood = build.build_likelihood(cfg)
+    return build.build_model(cfg, data_shape, likelihood, description.get("num_classes", 0))
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -454,6 +454,18 @@ def bind(model: Any, params: Any, y: jax.Array | None = None) -> Any:
     return model.bound_to(params, y)
 
 
+def is_conditional(model: Any) -> bool:
+    """Whether `model` takes a side input y (a `VAE` with `conditioning`).
+
+    Args:
+      model: any model.
+
+    Returns:
+      True for a conditional model.
+    """
+    return getattr(model, "conditioning", None) is not None
+
+
 def init(model: VAE, key: jax.Array, x: jax.Array, y: jax.Array | None = None) -> Any:
     """Initial params from a batch `x` (only its shape and dtype matter).
 

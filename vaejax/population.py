@@ -219,6 +219,7 @@ def init_state(config, model, members: list[Member], tx, *, stacked: bool) -> tr
     for m in members:
         train_x = m.data.train
         bias = model.likelihood.output_bias(train_x) if config.model.output_bias else None
+        train_x = data_lib.inputs(m.data, "train", networks.is_conditional(model))
         ema = config.optim.ema_decay
         state = train.create_train_state(
             m.keys[0], model, train_x, tx, output_bias=bias, ema_decay=ema
@@ -254,8 +255,13 @@ def make_chunk(
     replicated = NamedSharding(mesh, PartitionSpec())
     # The train split differs between seeds only when it was binarized once per seed.
     shared = not preprocessing.train_varies_with_seed or len({id(m.data) for m in members}) == 1
-    train_x = members[0].data.train if shared else np.stack([m.data.train for m in members])
-    train_x = distributed.to_global(train_x, replicated)
+    inputs = lambda m: data_lib.inputs(m.data, "train", networks.is_conditional(model))
+    train_x = (
+        inputs(members[0])
+        if shared
+        else jax.tree.map(lambda *a: np.stack(a), *map(inputs, members))
+    )
+    train_x = jax.tree.map(lambda a: distributed.to_global(a, replicated), train_x)
     objective = config.objective
     keys = [m.keys[1] for m in members]
     fn = train.make_train_chunk(

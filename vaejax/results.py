@@ -16,7 +16,7 @@ import numpy as np
 
 from vaejax import config as config_lib
 from vaejax import data as data_lib
-from vaejax import evaluate, figures
+from vaejax import evaluate, figures, networks
 from vaejax.distributed import is_primary
 from vaejax.files import DiskFullError, write_json
 from vaejax.population import Member
@@ -75,10 +75,11 @@ def test_numbers(
     Returns:
       `evaluate.evaluate_test`'s dict of test numbers.
     """
+    test = data_lib.inputs(d, "test", networks.is_conditional(model))
     return evaluate.evaluate_test(
         model,
         params,
-        d.test[: ev.num_test] if ev.num_test else d.test,
+        jax.tree.map(lambda a: a[: ev.num_test], test) if ev.num_test else test,
         jax.random.fold_in(key, 10**6),
         iwae_samples=ev.iwae_samples,
         nll_samples=ev.nll_samples,
@@ -143,7 +144,9 @@ def member(
         return out
     m.writer.write_scalars(step, {f"test/{k}": v for k, v in test.items() if np.isscalar(v)})
     m.writer.close()
-    valid = evaluate.elbo_summary(model, params, d.valid, m.key_eval) if len(d.valid) else None
+    conditioned = networks.is_conditional(model)
+    valid = data_lib.inputs(d, "valid", conditioned)
+    valid = evaluate.elbo_summary(model, params, valid, m.key_eval) if len(d.valid) else None
     out = {"test": test, "valid": valid, **info, "figures": [], "config": m.config.given}
     if custom_model:  # config.model did not describe it
         out["model"] = repr(model)

@@ -26,7 +26,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaejax import cpu_fastpaths, fields, networks
+from vaejax import conditioning, cpu_fastpaths, fields, networks
 from vaejax.objectives import GRADIENT_ESTIMATORS, ElboTerms, elbo, iwae_bound
 from vaejax.preprocessing import add_data_noise
 
@@ -241,7 +241,8 @@ def create_train_state(
     Args:
       key: a PRNG key for the initializers.
       model: the VAE.
-      example_batch: `[B, *data_shape]`; only its shape and dtype matter.
+      example_batch: `[B, *data_shape]`, or `(x, y)` for a conditional model; only the
+        shapes and dtypes matter.
       tx: the optimizer (`build.build_optimizer`).
       output_bias: the decoder heads' starting biases (`likelihood.output_bias(train_x)`).
       ema_decay: in (0, 1): also keep a moving average of the parameters; 0: none.
@@ -254,9 +255,9 @@ def create_train_state(
             f"ema_decay must be in [0, 1) (0: no moving average, e.g. 0.999: about the last "
             f"1000 steps); got {ema_decay}."
         )
-    x = jnp.asarray(example_batch[:1])
-    _check_fits_in_memory(jax.eval_shape(lambda k: networks.init(model, k, x), key))
-    params = networks.init(model, key, x)
+    x, y = jax.tree.map(lambda a: jnp.asarray(a[:1]), conditioning.split(example_batch))
+    _check_fits_in_memory(jax.eval_shape(lambda k: networks.init(model, k, x, y), key))
+    params = networks.init(model, key, x, y)
     if output_bias is not None:
         params = networks.set_output_bias(params, output_bias)
     return TrainState.create(
@@ -283,7 +284,8 @@ def loss_fn(
 
     Args:
       params: the model's parameters (differentiated).
-      batch: the model's data `[B, *data_shape]`, with any data noise already drawn.
+      batch: the model's data `[B, *data_shape]`, with any data noise already drawn; for a
+        conditional model `(x, y)` with its side inputs `[B, ...]` (`conditioning.split`).
       key: a PRNG key for the samples of z.
       step: the optimizer step, a scalar (for the KL warm-up, `Objective.beta_at`).
       model: the VAE (or hierarchical model).
@@ -295,7 +297,8 @@ def loss_fn(
       mean IWAE bound; and a dict of scalars: `"loss"` and `"elbo"`, `"log_likelihood"`,
       `"kl"`, `"beta"` (ELBO) or `"iwae"` (IWAE).
     """
-    bound = networks.bind(model, params)
+    batch, y = conditioning.split(batch)
+    bound = networks.bind(model, params, y=y)
     common = dict(model=bound, gradient_estimator=objective.gradient_estimator)
     if objective.name == "iwae":
         value = iwae_bound(key, batch, num_samples=objective.num_samples, **common)
@@ -347,7 +350,8 @@ def train_step(
 
     Args:
       state: the train state (`create_train_state`).
-      batch: `[B, *data_shape]` as stored (intensities, where `data_noise` draws the data).
+      batch: `[B, *data_shape]` as stored (intensities, where `data_noise` draws the data), or
+        `(x, y)` for a conditional model (the noise is drawn for x only).
       key: this step's PRNG key (the loop folds the step in).
       model: the VAE.
       objective: what to maximize (`Objective`).
@@ -358,7 +362,9 @@ def train_step(
       `(state, metrics)`: the updated state and this step's scalars (loss, elbo, kl, ...).
     """
     noise_key, data_key = jax.random.split(key)
-    batch = add_data_noise(data_noise, data_key, batch)
+    x, y = conditioning.split(batch)
+    x = add_data_noise(data_noise, data_key, x)
+    batch = x if y is None else (x, y)
     grad_fn = jax.grad(loss_fn, has_aux=True)
     grads, metrics = grad_fn(
         state.params, batch, noise_key, state.step, model=model, objective=objective
@@ -412,7 +418,8 @@ def make_train_chunk(
     `stacked`, a population (`vaejax.population`): `(states [P], train_x, idx [P, N, B],
     keys [P], betas [P]) -> (states, metrics [P, N])`, where `train_x` is `[D, ...]` shared by
     all members (`shared_data`) or `[P, D, ...]`; member i's steps are the lone chunk's for its
-    state, indices and key, with its own `beta` in the objective.
+    state, indices and key, with its own `beta` in the objective. For a conditional model
+    `train_x` is the pair `(x, y)` of the training set and its side inputs, gathered alike.
 
     Step s of the run uses `fold_in(key, s)`, so a chunk's result depends only on the state and
     the indices, not on how steps are grouped into chunks or devices.
@@ -439,7 +446,9 @@ def make_train_chunk(
     member_axes = (None,) if stacked else ()  # idx: ([P,] N, B)
 
     def one_step(state, train_x, idx_b, key, beta=None):
-        batch = jax.lax.with_sharding_constraint(train_x[idx_b], batch_sharding)
+        batch = jax.tree.map(
+            lambda a: jax.lax.with_sharding_constraint(a[idx_b], batch_sharding), train_x
+        )
         obj = objective if beta is None else with_beta(objective, beta)
         step_key = jax.random.fold_in(key, state.step)
         return train_step(state, batch, step_key, model=model, objective=obj, data_noise=data_noise)

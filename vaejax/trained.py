@@ -46,33 +46,33 @@ def _check_key(key: Any, method: str) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _encode(params, x, *, model: networks.VAE) -> dict[str, jax.Array]:
-    return networks.bind(model, params)[0](x)
+def _encode(params, x, y, *, model: networks.VAE) -> dict[str, jax.Array]:
+    return networks.bind(model, params, y)[0](x)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _decode_mean(params, z, *, model: networks.VAE) -> jax.Array:
-    return model.likelihood.mean(networks.bind(model, params)[1](z))
+def _decode_mean(params, z, y, *, model: networks.VAE) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params, y)[1](z))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _reconstruct(params, x, *, model) -> jax.Array:
-    return model.likelihood.mean(networks.bind(model, params).reconstruct(x))
+def _reconstruct(params, x, y, *, model) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params, y).reconstruct(x))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _codes(params, x, *, model) -> tuple[jax.Array, ...]:
-    return networks.bind(model, params).codes(x)
+def _codes(params, x, y, *, model) -> tuple[jax.Array, ...]:
+    return networks.bind(model, params, y).codes(x)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num"))
-def _sample(params, key, *, model, num: int) -> jax.Array:
-    return model.likelihood.mean(networks.bind(model, params).sample_prior(key, num))
+def _sample(params, key, y, *, model, num: int) -> jax.Array:
+    return model.likelihood.mean(networks.bind(model, params, y).sample_prior(key, num))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps"))
-def _interpolate(params, x_a, x_b, *, model: networks.VAE, num_steps: int) -> jax.Array:
-    encode, decode = networks.bind(model, params)
+def _interpolate(params, x_a, x_b, y, *, model: networks.VAE, num_steps: int) -> jax.Array:
+    encode, decode = networks.bind(model, params, y)
     z_a, z_b = encode(x_a)["mean"], encode(x_b)["mean"]  # [B, D] each
     t = jnp.linspace(0.0, 1.0, num_steps)[:, None, None]  # [T, 1, 1]
     z = (1.0 - t) * z_a[None] + t * z_b[None]  # [T, B, D]
@@ -81,15 +81,16 @@ def _interpolate(params, x_a, x_b, *, model: networks.VAE, num_steps: int) -> ja
 
 
 @functools.partial(cpu_fastpaths.evaluation_jit, static_argnames=("model", "num_samples"))
-def _elbo(params, key, x, *, model, num_samples: int) -> ElboTerms:
-    return elbo(key, x, model=networks.bind(model, params), num_samples=num_samples)
+def _elbo(params, key, x, y, *, model, num_samples: int) -> ElboTerms:
+    return elbo(key, x, model=networks.bind(model, params, y), num_samples=num_samples)
 
 
 # The evaluation's own estimator, compiled as the evaluation compiles it: the same numbers.
 @functools.partial(
     cpu_fastpaths.evaluation_jit, static_argnames=("model", "num_samples", "chunk_size")
 )
-def _log_px(params, key, x, *, model: networks.VAE, num_samples: int, chunk_size: int):
+def _log_px(params, key, x, y, *, model: networks.VAE, num_samples: int, chunk_size: int):
+    x = x if y is None else (x, y)
     return evaluate.log_px(model, params, key, x, num_samples=num_samples, chunk_size=chunk_size)
 
 
@@ -273,13 +274,35 @@ class TrainedModel:
         data_dir = data_dir or self.config.data.get("data_dir")
         return data_lib.read_split(name, split, data_dir=data_dir)
 
+    def side_input(self, y: ArrayLike | None, batch: int) -> np.ndarray | None:
+        """`y` checked for a conditional model's batch of `batch` examples.
+
+        Args:
+          y: the side inputs: a label per example `[B]` (`config.data.conditioning="label"`)
+            or features `[B, *shape]`; None for a model that takes none.
+          batch: B, the examples they go with.
+
+        Returns:
+          `y` as an array (None for an unconditional model).
+
+        Raises:
+          ValueError: a conditional model without `y`, an unconditional one with it, or a `y`
+            of the wrong shape, dtype or range.
+        """
+        if not networks.is_conditional(self.model):
+            if y is not None:
+                raise ValueError("This model is not conditioned on anything, so it takes no y.")
+            return None
+        return self.model.conditioning.check(y, batch)
+
     # ---- the methods
 
-    def encode(self, x: ArrayLike) -> dict[str, jax.Array]:
+    def encode(self, x: ArrayLike, *, y: ArrayLike | None = None) -> dict[str, jax.Array]:
         """The posterior's parameters q(z | x) for raw data (a one-layer model).
 
         Args:
           x: raw data `[B, *data_shape]` (see `check`).
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           A dict with `"mean"` and the posterior's scale (e.g. `"log_var"`), each
@@ -291,25 +314,27 @@ class TrainedModel:
             `check`.
         """
         self._one_layer("encode")
-        y, _ = self.preprocess(x)
-        return _encode(self.params, y, model=self.model)
+        data, _ = self.preprocess(x)
+        return _encode(self.params, data, self.side_input(y, len(data)), model=self.model)
 
-    def posterior_mean(self, x: ArrayLike) -> jax.Array:
+    def posterior_mean(self, x: ArrayLike, *, y: ArrayLike | None = None) -> jax.Array:
         """The posterior means E_q[z | x]: the codes for downstream use (a one-layer model).
 
         Args:
           x: raw data `[B, *data_shape]` (see `check`).
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           `[B, latent_dim]` posterior means.
         """
-        return self.encode(x)["mean"]
+        return self.encode(x, y=y)["mean"]
 
-    def decode(self, z: ArrayLike) -> jax.Array:
+    def decode(self, z: ArrayLike, *, y: ArrayLike | None = None) -> jax.Array:
         """The likelihood's mean E[x | z] for codes `z` (a one-layer model).
 
         Args:
           z: codes `[B, latent_dim]`, cast to float32.
+          y: a conditional model's side inputs for `z` (`side_input`); None otherwise.
 
         Returns:
           `[B, *data_shape]` means in the model's data units (`to_pixels` maps them to [0, 1]).
@@ -324,40 +349,44 @@ class TrainedModel:
                 f"decode takes codes of shape [B, {self.latent_dim}]; got {z.shape}. "
                 "Add a batch axis (z[None]) for one code."
             )
-        return _decode_mean(self.params, z, model=self.model)
+        return _decode_mean(self.params, z, self.side_input(y, len(z)), model=self.model)
 
-    def codes(self, x: ArrayLike) -> tuple[jax.Array, ...]:
+    def codes(self, x: ArrayLike, *, y: ArrayLike | None = None) -> tuple[jax.Array, ...]:
         """Each stochastic layer's posterior mean, z_1 first, along the path of means.
 
         Args:
           x: raw data `[B, *data_shape]` (see `check`).
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           A tuple of `[B, D_l]` means, one per layer, `D_l = latent_sizes[l]` (a one-layer
           VAE: `(posterior_mean(x),)`).
         """
-        y, _ = self.preprocess(x)
-        return _codes(self.params, y, model=self.model)
+        data, _ = self.preprocess(x)
+        return _codes(self.params, data, self.side_input(y, len(data)), model=self.model)
 
-    def reconstruct(self, x: ArrayLike) -> jax.Array:
+    def reconstruct(self, x: ArrayLike, *, y: ArrayLike | None = None) -> jax.Array:
         """`decode(posterior_mean(x))`: the likelihood's mean at the posterior mean (several
         layers: at the bottom layer's code on the path of means).
 
         Args:
           x: raw data `[B, *data_shape]` (see `check`).
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           `[B, *data_shape]` means in the model's data units.
         """
-        y, _ = self.preprocess(x)
-        return _reconstruct(self.params, y, model=self.model)
+        data, _ = self.preprocess(x)
+        return _reconstruct(self.params, data, self.side_input(y, len(data)), model=self.model)
 
-    def sample(self, key: jax.Array, num: int) -> jax.Array:
+    def sample(self, key: jax.Array, num: int, *, y: ArrayLike | None = None) -> jax.Array:
         """The likelihood's means at codes drawn from the prior (top down through every layer).
 
         Args:
           key: a PRNG key for the prior's draws.
           num: how many samples, an integer >= 1 (each new `num` compiles once).
+          y: a conditional model's side inputs, one per sample `[num, ...]` (or one label for
+            all); None otherwise.
 
         Returns:
           `[num, *data_shape]` means in the model's data units.
@@ -368,9 +397,14 @@ class TrainedModel:
         _check_key(key, "sample")
         if not isinstance(num, int | np.integer) or num < 1:
             raise ValueError(f"sample needs a number of samples >= 1; got {num!r}.")
-        return _sample(self.params, key, model=self.model, num=int(num))
+        if y is not None and np.ndim(y) == 0:  # one label for every sample
+            y = np.full(int(num), y)
+        cond = self.side_input(y, int(num))
+        return _sample(self.params, key, cond, model=self.model, num=int(num))
 
-    def interpolate(self, x_a: ArrayLike, x_b: ArrayLike, num_steps: int = 8) -> jax.Array:
+    def interpolate(
+        self, x_a: ArrayLike, x_b: ArrayLike, num_steps: int = 8, *, y: ArrayLike | None = None
+    ) -> jax.Array:
         """Decoded means along the line between the posterior means of `x_a` and `x_b`.
 
         A one-layer model only; the codes are `(1 - t) z_a + t z_b` for `num_steps` values of
@@ -380,6 +414,7 @@ class TrainedModel:
           x_a: raw data, one example `[*data_shape]` or a batch `[B, *data_shape]`.
           x_b: raw data of `x_a`'s shape.
           num_steps: points on the line, an integer >= 2.
+          y: a conditional model's side inputs for `x_a` (both ends share them).
 
         Returns:
           `[num_steps, *data_shape]` means for one example each, else
@@ -399,11 +434,16 @@ class TrainedModel:
             )
         if not isinstance(num_steps, int | np.integer) or num_steps < 2:
             raise ValueError(f"interpolate needs num_steps >= 2; got {num_steps!r}.")
-        (y_a, _), (y_b, _) = self.preprocess(x_a), self.preprocess(x_b)
-        out = _interpolate(self.params, y_a, y_b, model=self.model, num_steps=int(num_steps))
+        (d_a, _), (d_b, _) = self.preprocess(x_a), self.preprocess(x_b)
+        if y is not None and single:  # the one example's side input
+            y = np.asarray(y)[None]
+        cond = self.side_input(y, len(d_a))
+        out = _interpolate(self.params, d_a, d_b, cond, model=self.model, num_steps=int(num_steps))
         return out[0] if single else out
 
-    def elbo(self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1) -> ElboTerms:
+    def elbo(
+        self, key: jax.Array, x: ArrayLike, *, num_samples: int = 1, y: ArrayLike | None = None
+    ) -> ElboTerms:
         """The ELBO and its terms per example, in nats (`vaejax.objectives.elbo`).
 
         Args:
@@ -411,6 +451,7 @@ class TrainedModel:
             is drawn from one part of it, the posterior's samples from the rest.
           x: raw data `[B, *data_shape]` (see `check`).
           num_samples: Monte Carlo samples of z per example, averaged.
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           `ElboTerms` of `[B]` arrays: `elbo`, `log_likelihood`, `kl`, `objective`, and per
@@ -418,8 +459,9 @@ class TrainedModel:
         """
         _check_key(key, "elbo")
         fields.check_count(num_samples, "num_samples", "elbo")
-        y, key = self.preprocess(x, key)
-        return _elbo(self.params, key, y, model=self.model, num_samples=num_samples)
+        data, key = self.preprocess(x, key)
+        cond = self.side_input(y, len(data))
+        return _elbo(self.params, key, data, cond, model=self.model, num_samples=num_samples)
 
     def log_likelihood(
         self,
@@ -429,6 +471,7 @@ class TrainedModel:
         num_samples: int = 1000,
         chunk_size: int = 100,
         binarize: str = "draw",
+        y: ArrayLike | None = None,
     ) -> jax.Array:
         """Importance-sampled log p(x) per example, in nats, e.g. as an anomaly score.
 
@@ -446,6 +489,7 @@ class TrainedModel:
           chunk_size: samples decoded at a time (at most `num_samples`); memory grows with
             `chunk_size * B`.
           binarize: "draw" or "threshold" (the latter for a model of binarized data only).
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           `[B]` log p(x) estimates, nats.
@@ -465,14 +509,25 @@ class TrainedModel:
                     f"preprocessing is {self.preprocessing.name!r}."
                 )
             x = (self.preprocess(x)[0] >= 0.5) * self.preprocessing.max_value
-        y, key = self.preprocess(x, key)
+        data, key = self.preprocess(x, key)
+        cond = self.side_input(y, len(data))
         chunk_size = min(int(chunk_size), int(num_samples))
         return _log_px(
-            self.params, key, y, model=self.model, num_samples=num_samples, chunk_size=chunk_size
+            self.params,
+            key,
+            data,
+            cond,
+            model=self.model,
+            num_samples=num_samples,
+            chunk_size=chunk_size,
         )
 
     def active_units(
-        self, x: ArrayLike, *, threshold: float = evaluate.ACTIVE_UNIT_THRESHOLD
+        self,
+        x: ArrayLike,
+        *,
+        threshold: float = evaluate.ACTIVE_UNIT_THRESHOLD,
+        y: ArrayLike | None = None,
     ) -> np.ndarray:
         """Which latent dimensions are active over `x` (Burda et al. 2015).
 
@@ -482,12 +537,13 @@ class TrainedModel:
         Args:
           x: raw data `[N, *data_shape]` (see `check`).
           threshold: the variance over `x` above which a dimension is active.
+          y: a conditional model's side inputs for `x` (`side_input`); None otherwise.
 
         Returns:
           bool `[latent_dim]`; with several layers, every layer's dimensions, z_1's first,
           `[sum(latent_sizes)]`.
         """
-        means = np.concatenate([np.asarray(c) for c in self.codes(x)], axis=1)
+        means = np.concatenate([np.asarray(c) for c in self.codes(x, y=y)], axis=1)
         # The evaluation's count, one dimension at a time: one definition of "active".
         return np.array(
             [
