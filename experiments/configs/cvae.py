@@ -7,7 +7,10 @@ numbers are conditional: the ELBO, IWAE and NLL are of log p(x | y).
   TFDS_DATA_DIR=../shared/data/tfds python -m experiments.mnist \
       --config=experiments/configs/cvae.py --workdir=runs/cvae
 
-Result: benchmarks/README.md, "Conditional VAE".
+Current result (2026-12-07, commit c19a034, 2-core AMD EPYC with AVX-512, alone; `python -m
+benchmarks.quality --budgets=10 --config=experiments/configs/cvae.py`): test -log p(x | y) with
+5000 importance samples 82.79 nats after 10 minutes, against 86.97 for the unconditional model
+trained as long (benchmarks/README.md, "Conditional VAE").
 """
 
 from experiments.configs import mnist
