@@ -107,3 +107,15 @@ def test_given_data_without_labels_is_refused_by_split(tmp_path):
     config = _config("unused")
     with pytest.raises(ValueError, match="the valid split has none: give Data\\(valid_labels"):
         experiment.train_and_evaluate(config, str(tmp_path / "run"), data=data)
+
+
+def test_a_given_model_conditioned_on_features_is_refused_by_the_loop(fake_dir, tmp_path):
+    """The loop feeds labels: a Features model would be given labels as its features."""
+    model = vaejax.networks.mlp_vae(
+        data_shape=(28, 28, 1), likelihood=vaejax.Bernoulli(), latent_dim=2, hidden_sizes=(8,)
+    ).clone(conditioning=vaejax.Features((3,)))
+    for conditioning in ("none", "label"):
+        config = _config(fake_dir, **{"data.conditioning": conditioning})
+        config.model.prior = "standard_normal"
+        with pytest.raises(ConfigError, match="the loop conditions on labels only"):
+            experiment.train_and_evaluate(config, str(tmp_path / "run"), model=model)

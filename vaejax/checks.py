@@ -240,11 +240,15 @@ def check_conditioning(cfg: config_lib.Config, model: Any = None) -> None:
     """
     labelled = cfg.data.conditioning == "label"
     if model is not None:
-        if labelled != isinstance(getattr(model, "conditioning", None), conditioning.Labels):
+        conditional = getattr(model, "conditioning", None) is not None
+        if labelled != conditional or (
+            conditional and not isinstance(model.conditioning, conditioning.Labels)
+        ):
             raise ConfigError(
                 f"config.data.conditioning={cfg.data.conditioning!r} but the given model "
-                f"{'has no' if labelled else 'has'} conditioning: give a VAE with "
-                "conditioning=Labels(num_classes) for 'label', or none for 'none'."
+                f"has conditioning={getattr(model, 'conditioning', None)!r}: the loop conditions "
+                "on labels only; give a VAE with conditioning=Labels(num_classes) for 'label', or "
+                "none for 'none' (other side inputs: bind the model with y in your own loop)."
             )
         return
     if labelled and isinstance(cfg.model.net, config_lib.Layers):
